@@ -1,0 +1,12 @@
+"""keras_bam: the Bottleneck Attention Module (BAM) for Keras 3.
+
+Park, Woo, Lee, Kweon, "BAM: Bottleneck Attention Module", BMVC 2018,
+arXiv 1807.06514.
+"""
+
+from keras_bam.layers import BAM, ChannelGate, SpatialGate
+from keras_bam.torch_weights import load_torch_weights
+
+__version__ = "0.1.0"
+
+__all__ = ["BAM", "ChannelGate", "SpatialGate", "load_torch_weights"]

@@ -1,0 +1,187 @@
+"""The Bottleneck Attention Module."""
+
+import keras
+from keras import ops
+
+from keras_bam.layers import options
+from keras_bam.layers.base import BaseGate
+from keras_bam.layers.channel_gate import ChannelGate
+from keras_bam.layers.spatial_gate import SpatialGate
+
+_ACTIVATIONS = {
+    "sigmoid": ops.sigmoid,
+    "tanh": ops.tanh,
+    "hard_sigmoid": ops.hard_sigmoid,
+}
+_COMBINATIONS = {
+    "sum": ops.add,
+    "product": ops.multiply,
+    "max": ops.maximum,
+}
+
+
+@keras.saving.register_keras_serializable(package="keras_bam")
+class BAM(BaseGate):
+    """Bottleneck Attention Module (BAM).
+
+    For a feature map F:
+
+        M(F) = sigmoid(Mc(F) + Ms(F))      (paper, eq. 1)
+        F'   = F + F * M(F)
+
+    where Mc is the `ChannelGate` (one logit per channel) and Ms the
+    `SpatialGate` (one logit per position), both broadcast to F's shape.
+    The residual form keeps the features when the attention is near zero, so
+    the module can be inserted into a pretrained network.
+
+    Two variants:
+    - "paper" (default): the formula above; batch norm at the end of each
+      branch; branches summed.
+    - "official": what the authors' released PyTorch code computes:
+      F' = F * (1 + sigmoid(Mc(F) * Ms(F))), batch norm inside each branch
+      and none at the ends, every bias, PyTorch's batch-norm epsilon and
+      momentum. Its weights load with `keras_bam.load_torch_weights`.
+
+    Reference: Park et al., "BAM: Bottleneck Attention Module", BMVC 2018,
+    arXiv 1807.06514.
+
+    Args:
+        reduction_ratio: r, both branches squeeze C channels to C // r.
+            Default 16.
+        dilation_rate: d, dilation of the spatial branch's 3x3 convolutions.
+            Default 4.
+        num_dilated_convs: how many dilated 3x3 convolutions. Default 2.
+        combine: how the branch logits are merged: "sum" (the paper),
+            "product" (the authors' code) or "max" (the paper's ablation).
+            None (default) follows `variant`.
+        gate_activation: "sigmoid" (default), "tanh" (attention may be
+            negative, F' ranges over (0, 2F)), or "hard_sigmoid" (cheaper on
+            phones).
+        variant: "paper" (default) or "official".
+        data_format: "channels_last", "channels_first" or None (Keras'
+            image data format).
+        use_channel_gate, use_spatial_gate: set one to False for the paper's
+            channel-only or spatial-only ablation; M(F) is then the gate
+            activation of the remaining branch.
+        min_hidden_channels: lower bound on the hidden width C // r of both
+            branches (never above C). Default 8, so that narrow feature maps
+            (MobileNetV2 at alpha 0.35 has 8 to 32 channels) keep a branch
+            wide enough to train and to quantize. Use 1 for `C // r` exactly.
+        kernel_initializer, bias_initializer, kernel_regularizer,
+        bias_regularizer: for every Dense and convolution inside.
+        batch_norm_momentum, batch_norm_epsilon: None uses the variant's
+            (Keras' 0.99/1e-3 for "paper", PyTorch's 0.9/1e-5 for
+            "official").
+        **kwargs: base `keras.layers.Layer` arguments (name, dtype, ...).
+
+    Call arguments:
+        inputs: a 4-D floating-point feature map of any height and width.
+        training: whether batch norm uses batch statistics.
+
+    Input shape: (N, H, W, C), or (N, C, H, W) with `channels_first`.
+    Output shape: the input's.
+
+    Mixed precision: the sublayers follow this layer's dtype policy; batch
+    norm and the average pool compute in float32 internally, and the output
+    is in the compute dtype.
+
+    Example:
+
+    >>> inputs = keras.Input((32, 32, 64))
+    >>> outputs = BAM()(inputs)
+    >>> keras.Model(inputs, outputs).output_shape
+    (None, 32, 32, 64)
+    """
+
+    def __init__(
+        self,
+        reduction_ratio=16,
+        dilation_rate=4,
+        num_dilated_convs=2,
+        combine=None,
+        gate_activation="sigmoid",
+        variant="paper",
+        data_format=None,
+        use_channel_gate=True,
+        use_spatial_gate=True,
+        **kwargs,
+    ):
+        super().__init__(
+            reduction_ratio=reduction_ratio,
+            variant=variant,
+            data_format=data_format,
+            **kwargs,
+        )
+        self.dilation_rate = options.positive_int("dilation_rate", dilation_rate)
+        self.num_dilated_convs = options.positive_int(
+            "num_dilated_convs", num_dilated_convs, minimum=0
+        )
+        self.combine = options.combine(combine, self.variant)
+        self.gate_activation = options.gate_activation(gate_activation)
+        self.use_channel_gate = bool(use_channel_gate)
+        self.use_spatial_gate = bool(use_spatial_gate)
+        if not (self.use_channel_gate or self.use_spatial_gate):
+            raise ValueError(
+                "BAM needs at least one branch. Received: use_channel_gate=False "
+                "and use_spatial_gate=False. Set either to True (or leave the "
+                "feature map as it is by not adding the layer)."
+            )
+
+    def build(self, input_shape):
+        options.feature_channels(self, input_shape)
+        shared = self._shared_config()
+        shared["dtype"] = self.dtype_policy
+        self.channel_gate = None
+        if self.use_channel_gate:
+            self.channel_gate = ChannelGate(name="channel_gate", **shared)
+            self.channel_gate.build(input_shape)
+        self.spatial_gate = None
+        if self.use_spatial_gate:
+            self.spatial_gate = SpatialGate(
+                dilation_rate=self.dilation_rate,
+                num_dilated_convs=self.num_dilated_convs,
+                name="spatial_gate",
+                **shared,
+            )
+            self.spatial_gate.build(input_shape)
+
+    def attention(self, inputs, training=None):
+        """Returns M(F), broadcastable to `inputs` (not expanded to it).
+
+        (N, H, W, C) with both branches, (N, 1, 1, C) channel-only,
+        (N, H, W, 1) spatial-only; channels_first likewise.
+        """
+        options.check_float_input(self, inputs)
+        logits = None
+        if self.channel_gate is not None:
+            logits = self.channel_gate(inputs, training=training)
+        if self.spatial_gate is not None:
+            spatial = self.spatial_gate(inputs, training=training)
+            logits = (
+                spatial
+                if logits is None
+                else _COMBINATIONS[self.combine](logits, spatial)
+            )
+        return _ACTIVATIONS[self.gate_activation](logits)
+
+    def call(self, inputs, training=None):
+        # F + F * M computed as F * (1 + M): 1 + M is only as large as M,
+        # which with a single branch is far smaller than F.
+        return inputs * (1.0 + self.attention(inputs, training=training))
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "dilation_rate": self.dilation_rate,
+                "num_dilated_convs": self.num_dilated_convs,
+                "combine": self.combine,
+                "gate_activation": self.gate_activation,
+                "use_channel_gate": self.use_channel_gate,
+                "use_spatial_gate": self.use_spatial_gate,
+            }
+        )
+        return config

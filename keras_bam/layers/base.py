@@ -1,0 +1,129 @@
+"""The constructor arguments and sublayer factories the BAM layers share."""
+
+import keras
+
+from keras_bam.layers import options
+
+
+class BaseGate(keras.layers.Layer):
+    """Stores, validates and serializes the arguments common to all gates.
+
+    Not public: `ChannelGate`, `SpatialGate` and `BAM` derive from it so that
+    each argument is standardized once and `get_config()` of every layer is
+    exactly its constructor arguments.
+    """
+
+    def __init__(
+        self,
+        reduction_ratio=16,
+        min_hidden_channels=8,
+        variant="paper",
+        data_format=None,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        kernel_regularizer=None,
+        bias_regularizer=None,
+        batch_norm_momentum=None,
+        batch_norm_epsilon=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.reduction_ratio = options.positive_int(
+            "reduction_ratio", reduction_ratio
+        )
+        self.min_hidden_channels = options.positive_int(
+            "min_hidden_channels", min_hidden_channels
+        )
+        self.variant = options.variant(variant)
+        self.data_format = options.data_format(data_format)
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
+        self.bias_regularizer = keras.regularizers.get(bias_regularizer)
+        # Stored as given (None = the variant's default) so that the config
+        # round-trips; the resolved values are what the sublayers get.
+        self.batch_norm_momentum = batch_norm_momentum
+        self.batch_norm_epsilon = batch_norm_epsilon
+        self._bn_momentum = options.batch_norm_value(
+            "batch_norm_momentum", batch_norm_momentum, self.variant
+        )
+        self._bn_epsilon = options.batch_norm_value(
+            "batch_norm_epsilon", batch_norm_epsilon, self.variant
+        )
+        self.input_spec = keras.layers.InputSpec(ndim=4)
+
+    # In the paper's variant a bias directly followed by batch norm is
+    # cancelled by the batch norm's own shift, so it is left out; the
+    # authors' code keeps every bias, so "official" does too.
+    def _bias_before_batch_norm(self):
+        return self.variant == "official"
+
+    def _sublayer_kwargs(self):
+        # Each sublayer gets its own initializer instance: Keras initializers
+        # draw the same values on every call, so sharing one would give the
+        # sublayers identical kernels.
+        return {
+            "kernel_initializer": _fresh(self.kernel_initializer),
+            "bias_initializer": _fresh(self.bias_initializer),
+            "kernel_regularizer": self.kernel_regularizer,
+            "bias_regularizer": self.bias_regularizer,
+            "dtype": self.dtype_policy,
+        }
+
+    def _batch_norm(self, name):
+        return keras.layers.BatchNormalization(
+            axis=-1,
+            momentum=self._bn_momentum,
+            epsilon=self._bn_epsilon,
+            dtype=self.dtype_policy,
+            name=name,
+        )
+
+    def _channels(self, input_shape):
+        channels = options.feature_channels(self, input_shape)
+        hidden = options.hidden_channels(
+            channels, self.reduction_ratio, self.min_hidden_channels
+        )
+        return channels, hidden
+
+    def _to_channels_last(self, x):
+        if self.data_format == "channels_first":
+            return keras.ops.transpose(x, (0, 2, 3, 1))
+        return x
+
+    def _from_channels_last(self, x):
+        if self.data_format == "channels_first":
+            return keras.ops.transpose(x, (0, 3, 1, 2))
+        return x
+
+    def _shared_config(self):
+        """The constructor arguments every gate takes, serialized."""
+        return {
+            "reduction_ratio": self.reduction_ratio,
+            "min_hidden_channels": self.min_hidden_channels,
+            "variant": self.variant,
+            "data_format": self.data_format,
+            "kernel_initializer": keras.initializers.serialize(
+                self.kernel_initializer
+            ),
+            "bias_initializer": keras.initializers.serialize(
+                self.bias_initializer
+            ),
+            "kernel_regularizer": keras.regularizers.serialize(
+                self.kernel_regularizer
+            ),
+            "bias_regularizer": keras.regularizers.serialize(
+                self.bias_regularizer
+            ),
+            "batch_norm_momentum": self.batch_norm_momentum,
+            "batch_norm_epsilon": self.batch_norm_epsilon,
+        }
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(self._shared_config())
+        return config
+
+
+def _fresh(initializer):
+    return keras.initializers.get(keras.initializers.serialize(initializer))

@@ -1,0 +1,101 @@
+"""The channel branch of BAM: which channels matter."""
+
+import keras
+from keras import ops
+
+from keras_bam.layers import options
+from keras_bam.layers.base import BaseGate
+
+
+@keras.saving.register_keras_serializable(package="keras_bam")
+class ChannelGate(BaseGate):
+    """Channel attention logits of the Bottleneck Attention Module.
+
+    Mc(F) = BN(W1 · ReLU(W0 · AvgPool(F) + b0))  (paper, eq. 2)
+
+    The feature map is averaged over height and width, squeezed through a
+    one-hidden-layer MLP (C -> C/r -> C) and batch-normalized. The result is a
+    logit per channel; `BAM` adds it to the spatial logits before the gate
+    activation. With `variant="official"` the layer computes what the
+    authors' PyTorch code computes instead: Dense -> BN -> ReLU -> Dense, with
+    every bias and no batch norm at the end.
+
+    Reference: Park et al., "BAM: Bottleneck Attention Module", BMVC 2018,
+    arXiv 1807.06514.
+
+    Args:
+        reduction_ratio: r, the MLP's squeeze factor. Default 16.
+        min_hidden_channels: lower bound on the hidden width C // r (never
+            above C), so that narrow feature maps keep a usable branch.
+            Default 8. Use 1 to reproduce `C // r` exactly.
+        variant: "paper" (default) or "official" (the authors' code).
+        data_format: "channels_last", "channels_first" or None (Keras'
+            image data format).
+        kernel_initializer, bias_initializer, kernel_regularizer,
+        bias_regularizer: for the MLP's two layers.
+        batch_norm_momentum, batch_norm_epsilon: None uses the variant's
+            (Keras' 0.99/1e-3 for "paper", PyTorch's 0.9/1e-5 for
+            "official").
+        **kwargs: base `keras.layers.Layer` arguments (name, dtype, ...).
+
+    Call arguments:
+        inputs: a 4-D floating-point feature map.
+        training: whether batch norm uses batch statistics.
+
+    Input shape: (N, H, W, C) or (N, C, H, W) with `channels_first`.
+    Output shape: (N, 1, 1, C) or (N, C, 1, 1): broadcastable to the input.
+
+    Example:
+
+    >>> gate = ChannelGate()
+    >>> gate(keras.ops.ones((2, 8, 8, 64))).shape
+    (2, 1, 1, 64)
+    """
+
+    def build(self, input_shape):
+        channels, hidden = self._channels(input_shape)
+        official = self.variant == "official"
+        # The MLP's two Dense layers act on the pooled (N, 1, 1, C) tensor as
+        # 1x1 convolutions: the same arithmetic, but a graph without the
+        # reshapes that a Dense on a 4-D tensor puts into TFLite files with
+        # an unknown batch size.
+        self.fc_0 = keras.layers.Conv2D(
+            hidden, 1, name="fc_0", **self._sublayer_kwargs()
+        )
+        self.fc_0.build((None, 1, 1, channels))
+        self.bn_0 = None
+        if official:
+            self.bn_0 = self._batch_norm("bn_0")
+            self.bn_0.build((None, 1, 1, hidden))
+        self.fc_final = keras.layers.Conv2D(
+            channels,
+            1,
+            use_bias=official,
+            name="fc_final",
+            **self._sublayer_kwargs(),
+        )
+        self.fc_final.build((None, 1, 1, hidden))
+        self.bn_final = None
+        if not official:
+            self.bn_final = self._batch_norm("bn_final")
+            self.bn_final.build((None, 1, 1, channels))
+
+    def call(self, inputs, training=None):
+        options.check_float_input(self, inputs)
+        spatial_axes = (1, 2) if self.data_format == "channels_last" else (2, 3)
+        x = ops.mean(inputs, axis=spatial_axes, keepdims=True)
+        # (N, C, 1, 1) -> (N, 1, 1, C): a transpose of C numbers per sample.
+        x = self._to_channels_last(x)
+        x = self.fc_0(x)
+        if self.bn_0 is not None:
+            x = self.bn_0(x, training=training)
+        x = ops.relu(x)
+        x = self.fc_final(x)
+        if self.bn_final is not None:
+            x = self.bn_final(x, training=training)
+        return self._from_channels_last(x)
+
+    def compute_output_shape(self, input_shape):
+        if self.data_format == "channels_last":
+            return (input_shape[0], 1, 1, input_shape[-1])
+        return (input_shape[0], input_shape[1], 1, 1)

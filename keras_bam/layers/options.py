@@ -1,0 +1,135 @@
+"""Argument handling shared by the BAM layers.
+
+Every constructor argument of `ChannelGate`, `SpatialGate` and `BAM` is
+standardized here once, so the three layers accept the same names, reject the
+same mistakes with the same messages, and store the same values in
+`get_config()`.
+"""
+
+import operator
+
+import keras
+
+VARIANTS = ("paper", "official")
+COMBINES = ("sum", "product", "max")
+GATE_ACTIVATIONS = ("sigmoid", "tanh", "hard_sigmoid")
+
+# The combination of the two branches each variant uses when `combine=None`.
+DEFAULT_COMBINE = {"paper": "sum", "official": "product"}
+
+# Batch-norm hyper-parameters per variant. "official" reproduces PyTorch's
+# BatchNorm defaults (eps=1e-5, momentum=0.1, which is 0.9 in Keras'
+# convention); "paper" uses Keras' own defaults.
+BATCH_NORM_DEFAULTS = {
+    "paper": {"momentum": 0.99, "epsilon": 1e-3},
+    "official": {"momentum": 0.9, "epsilon": 1e-5},
+}
+
+
+def positive_int(name, value, minimum=1):
+    """Returns `value` as an int, or raises if it is not an int >= minimum."""
+    try:
+        as_int = None if isinstance(value, bool) else operator.index(value)
+    except TypeError:
+        as_int = None
+    if as_int is None or as_int < minimum:
+        raise ValueError(
+            f"`{name}` must be an integer >= {minimum}. "
+            f"Received: {name}={value!r}"
+        )
+    return as_int
+
+
+def choice(name, value, allowed):
+    """Returns `value` lower-cased if it is one of `allowed`, else raises."""
+    if isinstance(value, str) and value.lower() in allowed:
+        return value.lower()
+    raise ValueError(
+        f"`{name}` must be one of {', '.join(repr(a) for a in allowed)}. "
+        f"Received: {name}={value!r}"
+    )
+
+
+def variant(value):
+    return choice("variant", value, VARIANTS)
+
+
+def combine(value, variant_name):
+    if value is None:
+        return DEFAULT_COMBINE[variant_name]
+    return choice("combine", value, COMBINES)
+
+
+def gate_activation(value):
+    return choice("gate_activation", value, GATE_ACTIVATIONS)
+
+
+def data_format(value):
+    if value is None:
+        return keras.config.image_data_format()
+    if isinstance(value, str) and value.lower() in ("channels_last", "channels_first"):
+        return value.lower()
+    raise ValueError(
+        "`data_format` must be 'channels_last', 'channels_first' or None "
+        "(None reads keras.config.image_data_format()). "
+        f"Received: data_format={value!r}"
+    )
+
+
+def batch_norm_value(name, value, variant_name):
+    """`batch_norm_momentum`/`batch_norm_epsilon`: None means the variant's."""
+    if value is None:
+        return BATCH_NORM_DEFAULTS[variant_name][name.rsplit("_", 1)[-1]]
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        value = None
+    if value is None or not 0.0 <= value < 1.0 or (
+        name.endswith("epsilon") and value == 0.0
+    ):
+        raise ValueError(
+            f"`{name}` must be a float in (0, 1) or None. Received: {name}={value!r}"
+        )
+    return value
+
+
+def hidden_channels(channels, reduction_ratio, min_hidden_channels):
+    """Width of the bottleneck inside each gate.
+
+    `channels // reduction_ratio`, as the paper and the authors' code compute
+    it, but never below `min_hidden_channels` (and never above `channels`).
+    A branch one or two channels wide trains poorly and often ends in a ReLU
+    that is dead on every input, which later breaks int8 quantization.
+    """
+    return max(channels // reduction_ratio, min(min_hidden_channels, channels))
+
+
+def feature_channels(layer, input_shape):
+    """Checks a 4-D input shape and returns its (known) channel count."""
+    shape = tuple(input_shape)
+    if len(shape) != 4:
+        raise ValueError(
+            f"{layer.__class__.__name__} expects a 4-D feature map "
+            f"(batch, height, width, channels) for data_format='channels_last' "
+            f"or (batch, channels, height, width) for 'channels_first'. "
+            f"Received: input_shape={shape} (rank {len(shape)})"
+        )
+    channels = shape[-1] if layer.data_format == "channels_last" else shape[1]
+    if channels is None:
+        raise ValueError(
+            f"{layer.__class__.__name__} needs the channel dimension to be "
+            f"known when it is built (data_format={layer.data_format!r}). "
+            f"Received: input_shape={shape}. Give the model an input with a "
+            "fixed number of channels, e.g. keras.Input((None, None, 64))."
+        )
+    return int(channels)
+
+
+def check_float_input(layer, inputs):
+    dtype = keras.backend.standardize_dtype(inputs.dtype)
+    if "float" not in dtype:
+        raise ValueError(
+            f"{layer.__class__.__name__} expects a floating-point feature map. "
+            f"Received: inputs.dtype={dtype}. Cast the input first, e.g. "
+            "keras.layers.Rescaling(1 / 255) for images stored as uint8."
+        )

@@ -1,0 +1,200 @@
+"""Loading the authors' PyTorch BAM weights into `BAM(variant="official")`.
+
+The authors' code (github.com/Jongchan/attention-module, MODELS/bam.py) names
+its parameters after its `nn.Sequential` modules. This module maps those names
+onto the Keras layer's sublayers and converts the layouts: a PyTorch Linear
+weight is (out, in), the kernel of the 1x1 convolution `ChannelGate` uses in
+its place (1, 1, in, out); a PyTorch conv weight is
+(out, in, kh, kw), a Keras kernel (kh, kw, in, out). torch is not needed:
+the state dict may hold NumPy arrays (`{k: v.numpy() for k, v in sd.items()}`)
+or anything `numpy.asarray` accepts.
+"""
+
+import difflib
+
+import numpy as np
+
+_CHANNEL = "channel_att.gate_c."
+_SPATIAL = "spatial_att.gate_s."
+_ANCHOR = _CHANNEL + "gate_c_fc_0.weight"
+_BN_FIELDS = (
+    ("weight", "gamma"),
+    ("bias", "beta"),
+    ("running_mean", "moving_mean"),
+    ("running_var", "moving_variance"),
+)
+
+
+def _linear(variable_owner, torch_name):
+    return [
+        (f"{torch_name}.weight", variable_owner.kernel, lambda w: w.T[None, None]),
+        (f"{torch_name}.bias", variable_owner.bias, None),
+    ]
+
+
+def _conv(layer, torch_name):
+    return [
+        (f"{torch_name}.weight", layer.kernel, lambda w: w.transpose(2, 3, 1, 0)),
+        (f"{torch_name}.bias", layer.bias, None),
+    ]
+
+
+def _batch_norm(layer, torch_name):
+    return [
+        (f"{torch_name}.{torch_field}", getattr(layer, keras_field), None)
+        for torch_field, keras_field in _BN_FIELDS
+    ]
+
+
+def _expected(layer):
+    """(PyTorch name without prefix, Keras variable, layout change) triples."""
+    channel, spatial = layer.channel_gate, layer.spatial_gate
+    entries = (
+        _linear(channel.fc_0, _CHANNEL + "gate_c_fc_0")
+        + _batch_norm(channel.bn_0, _CHANNEL + "gate_c_bn_1")
+        + _linear(channel.fc_final, _CHANNEL + "gate_c_fc_final")
+    )
+    names = ["reduce0"] + [f"di_{i}" for i in range(layer.num_dilated_convs)]
+    for name, conv, bn in zip(names, spatial.hidden_convs, spatial.hidden_bns):
+        entries += _conv(conv, f"{_SPATIAL}gate_s_conv_{name}")
+        entries += _batch_norm(bn, f"{_SPATIAL}gate_s_bn_{name}")
+    entries += _conv(spatial.conv_final, _SPATIAL + "gate_s_conv_final")
+    return entries
+
+
+def _find_prefix(state_dict, prefix):
+    if prefix is not None:
+        if prefix + _ANCHOR not in state_dict:
+            raise ValueError(
+                f"No BAM under prefix {prefix!r}: the state dict has no key "
+                f"{prefix + _ANCHOR!r}. Prefixes found: "
+                f"{_prefixes(state_dict) or 'none'}."
+            )
+        return prefix
+    found = _prefixes(state_dict)
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise ValueError(
+            "The state dict holds no BAM parameters: no key ends with "
+            f"{_ANCHOR!r}. Keys found: {_preview(state_dict)}. Pass the state "
+            "dict of a BAM module from the authors' code (MODELS/bam.py)."
+        )
+    raise ValueError(
+        f"The state dict holds {len(found)} BAM modules, under the prefixes "
+        f"{found}. Choose one with prefix=..., e.g. "
+        f"load_torch_weights(layer, state_dict, prefix={found[0]!r})."
+    )
+
+
+def _prefixes(state_dict):
+    return sorted(k[: -len(_ANCHOR)] for k in state_dict if k.endswith(_ANCHOR))
+
+
+def _preview(keys, limit=8):
+    keys = sorted(keys)
+    more = f" (and {len(keys) - limit} more)" if len(keys) > limit else ""
+    return ", ".join(keys[:limit]) + more
+
+
+def _build_from(layer, state_dict, prefix):
+    weight = np.asarray(state_dict[prefix + _ANCHOR])
+    if weight.ndim != 2:
+        raise ValueError(
+            f"{prefix + _ANCHOR!r} should be a Linear weight of shape "
+            f"(hidden, channels). Received shape {weight.shape}."
+        )
+    channels = weight.shape[1]
+    if layer.data_format == "channels_last":
+        layer.build((None, None, None, channels))
+    else:
+        layer.build((None, channels, None, None))
+
+
+def load_torch_weights(layer, state_dict, prefix=None):
+    """Loads the authors' PyTorch BAM parameters into a Keras `BAM`.
+
+    Args:
+        layer: a `keras_bam.BAM(variant="official")`, with both branches.
+            If it is not built yet, it is built for the state dict's number
+            of channels.
+        state_dict: mapping from the authors' parameter names
+            (`channel_att.gate_c.gate_c_fc_0.weight`, ...) to arrays. May be a
+            whole checkpoint: keys outside `prefix` are not looked at, and
+            `num_batches_tracked` entries are ignored.
+        prefix: the key prefix of the BAM to load, e.g. "module.bam1." in the
+            authors' ResNet checkpoint. None finds it when there is only one.
+
+    Returns:
+        The layer, whose eval-mode output then matches the PyTorch module's.
+
+    Raises:
+        ValueError: the layer is not an official-variant BAM, or entries are
+            missing, unexpected or mis-shaped (all are named). Nothing is
+            assigned unless every entry fits.
+    """
+    from keras_bam.layers.bam import BAM
+
+    if not isinstance(layer, BAM) or layer.variant != "official":
+        raise ValueError(
+            "load_torch_weights needs a keras_bam.BAM(variant='official'): the "
+            "authors' code places batch norm differently from the paper, so "
+            f"its weights only fit that variant. Received: {layer!r}"
+            + (f" with variant={layer.variant!r}" if isinstance(layer, BAM) else "")
+        )
+    if not (layer.use_channel_gate and layer.use_spatial_gate):
+        raise ValueError(
+            "The authors' BAM has both branches; build the layer with "
+            "use_channel_gate=True and use_spatial_gate=True."
+        )
+    prefix = _find_prefix(state_dict, prefix)
+    if not layer.built:
+        _build_from(layer, state_dict, prefix)
+
+    ours = {
+        k[len(prefix):]: v
+        for k, v in state_dict.items()
+        if k.startswith(prefix) and not k.endswith(".num_batches_tracked")
+    }
+    expected = _expected(layer)
+    expected_names = {name for name, _, _ in expected}
+    missing = sorted(expected_names - set(ours))
+    unexpected = sorted(set(ours) - expected_names)
+    problems = []
+    if missing:
+        problems.append(f"missing: {', '.join(prefix + m for m in missing)}")
+    if unexpected:
+        hints = []
+        for name in unexpected:
+            close = difflib.get_close_matches(name, expected_names, n=1)
+            hints.append(prefix + name + (f" (did you mean {close[0]}?)" if close else ""))
+        problems.append(f"unexpected: {', '.join(hints)}")
+
+    values = []
+    for name, variable, convert in expected:
+        if name not in ours:
+            continue
+        value = np.asarray(ours[name], dtype=np.float32)
+        if convert is not None:
+            value = convert(value)
+        if value.shape != tuple(variable.shape):
+            problems.append(
+                f"{prefix + name}: shape {np.asarray(ours[name]).shape} does not "
+                f"fit the Keras variable {variable.path} of shape "
+                f"{tuple(variable.shape)}"
+            )
+            continue
+        values.append((variable, value))
+    if problems:
+        raise ValueError(
+            f"The state dict does not fit {layer.name} (num_dilated_convs="
+            f"{layer.num_dilated_convs}, reduction_ratio={layer.reduction_ratio},"
+            f" min_hidden_channels={layer.min_hidden_channels}): "
+            + "; ".join(problems)
+            + ". Build the BAM with the same channels, reduction_ratio and "
+            "num_dilated_convs as the PyTorch module (min_hidden_channels=1 "
+            "reproduces its C // r hidden width)."
+        )
+    for variable, value in values:
+        variable.assign(value.astype(variable.dtype))
+    return layer
