@@ -48,7 +48,7 @@ class ChannelGate(BaseGate):
     Example:
 
     >>> gate = ChannelGate()
-    >>> gate(keras.ops.ones((2, 8, 8, 64))).shape
+    >>> tuple(gate(keras.ops.ones((2, 8, 8, 64))).shape)
     (2, 1, 1, 64)
     """
 

@@ -52,7 +52,7 @@ class SpatialGate(BaseGate):
     Example:
 
     >>> gate = SpatialGate(dilation_rate=2)
-    >>> gate(keras.ops.ones((2, 12, 10, 64))).shape
+    >>> tuple(gate(keras.ops.ones((2, 12, 10, 64))).shape)
     (2, 12, 10, 1)
     """
 
