@@ -50,7 +50,12 @@ class BaseGate(keras.layers.Layer):
         self._bn_epsilon = options.batch_norm_value(
             "batch_norm_epsilon", batch_norm_epsilon, self.variant
         )
-        self.input_spec = keras.layers.InputSpec(ndim=4)
+
+    def compute_output_spec(self, inputs, *args, **kwargs):
+        # Symbolic calls (keras.Input) do not run call(), so the dtype check
+        # that call() makes on real tensors is made here too.
+        options.check_float_input(self, inputs)
+        return super().compute_output_spec(inputs, *args, **kwargs)
 
     # In the paper's variant a bias directly followed by batch norm is
     # cancelled by the batch norm's own shift, so it is left out; the

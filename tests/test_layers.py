@@ -1,0 +1,312 @@
+"""Behaviour every keras_bam layer must have: the Keras layer contract."""
+
+import inspect
+import os
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_bam import BAM, ChannelGate, SpatialGate
+from keras_bam.layers.base import BaseGate
+
+LAYERS = [BAM, ChannelGate, SpatialGate]
+
+
+def _expected_shape(layer_cls, shape):
+    n, h, w, c = shape
+    return {BAM: shape, ChannelGate: (n, 1, 1, c), SpatialGate: (n, h, w, 1)}[
+        layer_cls
+    ]
+
+
+@pytest.mark.parametrize("layer_cls", LAYERS)
+def test_config_mirrors_constructor(layer_cls):
+    layer = layer_cls(reduction_ratio=8, min_hidden_channels=4, name="g")
+    config = layer.get_config()
+    own = set(inspect.signature(layer_cls.__init__).parameters)
+    own |= set(inspect.signature(BaseGate.__init__).parameters)
+    own -= {"self", "kwargs"}
+    base = set(keras.layers.Layer(name="x").get_config())
+    assert set(config) - base == own
+    clone = layer_cls.from_config(config)
+    assert clone.get_config() == config
+
+
+@pytest.mark.parametrize("layer_cls", LAYERS)
+@pytest.mark.parametrize(
+    "shape", [(2, 9, 7, 16), (3, 1, 1, 16), (1, 5, 11, 24), (2, 2, 3, 8)]
+)
+def test_any_spatial_size(layer_cls, shape, rng):
+    layer = layer_cls()
+    x = rng.normal(size=shape).astype("float32")
+    y = layer(x)
+    assert tuple(y.shape) == _expected_shape(layer_cls, shape)
+    assert tuple(layer.compute_output_shape(shape)) == _expected_shape(layer_cls, shape)
+    assert np.all(np.isfinite(keras.ops.convert_to_numpy(y)))
+
+
+@pytest.mark.parametrize("layer_cls", LAYERS)
+def test_unknown_height_width_and_batch_in_functional_model(layer_cls, rng):
+    inputs = keras.Input((None, None, 16))
+    model = keras.Model(inputs, layer_cls()(inputs))
+    assert model.output_shape == _expected_shape(layer_cls, (None, None, None, 16))
+    for shape in [(1, 8, 8, 16), (4, 13, 6, 16), (2, 1, 1, 16)]:
+        y = model.predict(rng.normal(size=shape).astype("float32"), verbose=0)
+        assert y.shape == _expected_shape(layer_cls, shape)
+
+
+def test_in_sequential_model_with_training(rng):
+    model = keras.Sequential(
+        [
+            keras.Input((12, 10, 3)),
+            keras.layers.Conv2D(16, 3, padding="same", activation="relu"),
+            BAM(name="bam"),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(4),
+        ]
+    )
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    before = [w.numpy().copy() for w in model.get_layer("bam").trainable_weights]
+    model.fit(
+        rng.normal(size=(8, 12, 10, 3)).astype("float32"),
+        rng.integers(0, 4, size=8),
+        epochs=1,
+        verbose=0,
+    )
+    after = model.get_layer("bam").trainable_weights
+    assert all(not np.allclose(b, a.numpy()) for b, a in zip(before, after))
+
+
+def test_channels_first_matches_channels_last(rng):
+    x = rng.normal(size=(2, 9, 7, 16)).astype("float32")
+    last = BAM(data_format="channels_last")
+    first = BAM(data_format="channels_first")
+    last(x)
+    first(np.transpose(x, (0, 3, 1, 2)))
+    first.set_weights(last.get_weights())
+    for training in (False, True):
+        y_last = keras.ops.convert_to_numpy(last(x, training=training))
+        y_first = keras.ops.convert_to_numpy(
+            first(np.transpose(x, (0, 3, 1, 2)), training=training)
+        )
+        np.testing.assert_allclose(
+            np.transpose(y_first, (0, 2, 3, 1)), y_last, atol=1e-5
+        )
+
+
+def test_min_hidden_channels_keeps_narrow_maps_usable():
+    narrow = BAM()
+    narrow.build((None, None, None, 8))
+    assert narrow.channel_gate.fc_0.filters == 8  # 8 // 16 == 0, clamped to 8
+    assert narrow.spatial_gate.hidden_convs[0].filters == 8
+    exact = BAM(min_hidden_channels=1)
+    exact.build((None, None, None, 8))
+    assert exact.channel_gate.fc_0.filters == 1
+    wide = BAM()
+    wide.build((None, None, None, 256))
+    assert wide.channel_gate.fc_0.filters == 16
+
+
+@pytest.mark.parametrize(
+    "channels,hidden", [(256, 16), (512, 32), (1024, 64), (128, 8), (2048, 128)]
+)
+def test_official_parameter_count_matches_authors_formula(channels, hidden):
+    # PAPER.md: one BAM in the authors' code has 3CC' + 18C'^2 + 13C' + C + 1
+    # trainable parameters, C' = C / 16.
+    layer = BAM(variant="official", min_hidden_channels=1)
+    layer.build((None, None, None, channels))
+    count = sum(int(np.prod(w.shape)) for w in layer.trainable_weights)
+    assert count == 3 * channels * hidden + 18 * hidden**2 + 13 * hidden + channels + 1
+
+
+def test_resnet50_official_overhead_is_authors():
+    total = 0
+    for channels in (256, 512, 1024):
+        layer = BAM(variant="official")
+        layer.build((None, 56, 56, channels))
+        total += sum(int(np.prod(w.shape)) for w in layer.trainable_weights)
+    assert total == 358_067
+
+
+@pytest.mark.parametrize("variant", ["paper", "official"])
+def test_gradients_reach_every_weight(variant, rng):
+    layer = BAM(variant=variant)
+    x = tf.constant(rng.normal(size=(4, 9, 7, 16)).astype("float32"))
+    layer(x)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        loss = tf.reduce_sum(layer(x, training=True) ** 2)
+    grads = tape.gradient(loss, layer.trainable_weights + [x])
+    for weight, grad in zip(layer.trainable_weights + ["input"], grads):
+        assert grad is not None, weight
+        assert np.any(grad.numpy() != 0), weight
+
+
+def test_dilated_conv_gradient_equals_keras_conv(rng):
+    """The single-op dilated conv differentiates like Keras' own Conv2D."""
+    from keras_bam.layers.dilated_conv import DilatedConv2D
+
+    ours = DilatedConv2D(6, 3, dilation_rate=3)
+    reference = keras.layers.Conv2D(6, 3, dilation_rate=3, padding="same")
+    x = tf.constant(rng.normal(size=(2, 11, 9, 5)).astype("float32"))
+    ours(x)
+    reference(x)
+    reference.set_weights(ours.get_weights())
+    results = []
+    for layer in (ours, reference):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x)
+            loss = tf.reduce_sum(y * tf.sin(y))
+        results.append([y] + tape.gradient(loss, [x] + layer.trainable_weights))
+    for a, b in zip(*results):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-5)
+
+
+def _small_model(**bam_kwargs):
+    inputs = keras.Input((16, 16, 3))
+    x = keras.layers.Conv2D(16, 3, padding="same", activation="relu")(inputs)
+    x = BAM(name="bam", **bam_kwargs)(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, keras.layers.Dense(4, dtype="float32")(x))
+
+
+def test_trains_with_xla(rng):
+    model = _small_model()
+    model.compile(
+        keras.optimizers.SGD(0.1),
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        jit_compile=True,
+    )
+    x = rng.normal(size=(16, 16, 16, 3)).astype("float32")
+    y = rng.integers(0, 4, size=16)
+    history = model.fit(x, y, batch_size=8, epochs=3, verbose=0)
+    assert np.all(np.isfinite(history.history["loss"]))
+    assert history.history["loss"][-1] < history.history["loss"][0]
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+@pytest.mark.parametrize("scope", ["global", "layer"])
+def test_mixed_precision(policy, scope, rng):
+    x = rng.normal(size=(4, 9, 7, 16)).astype("float32")
+    reference = BAM(dtype="float32")
+    reference(x)
+    if scope == "global":
+        keras.config.set_dtype_policy(policy)
+        layer = BAM()
+    else:
+        layer = BAM(dtype=policy)
+    layer(x)
+    layer.set_weights(reference.get_weights())
+    compute_dtype = policy.split("_")[1]
+    for sub in layer._flatten_layers(include_self=True):
+        assert sub.compute_dtype == compute_dtype, sub.name
+    assert all(w.dtype == "float32" for w in layer.weights)
+    y = layer(x, training=False)
+    assert keras.backend.standardize_dtype(y.dtype) == compute_dtype
+    expected = keras.ops.convert_to_numpy(reference(x, training=False))
+    got = keras.ops.convert_to_numpy(keras.ops.cast(y, "float32"))
+    tol = 2e-2 if compute_dtype == "bfloat16" else 5e-3
+    np.testing.assert_allclose(got, expected, rtol=tol, atol=tol * 4)
+    # One training step under the policy keeps everything finite.
+    keras.config.set_dtype_policy(policy if scope == "global" else "float32")
+    model = _small_model(dtype=policy)
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(
+        rng.normal(size=(8, 16, 16, 3)).astype("float32"),
+        rng.integers(0, 4, size=8),
+        verbose=0,
+    )
+    assert all(np.all(np.isfinite(w)) for w in model.get_weights())
+
+
+SAVE_CHECK = textwrap.dedent(
+    """
+    import sys
+    import numpy as np
+    import keras
+    import keras_bam  # registers the layers: nothing else is imported
+    model = keras.saving.load_model(sys.argv[1])  # safe_mode=True
+    x = np.load(sys.argv[2])
+    np.save(sys.argv[3], model.predict(x, verbose=0))
+    """
+)
+
+
+@pytest.mark.parametrize(
+    "bam_kwargs",
+    [
+        {},
+        {"variant": "official"},
+        {"combine": "max", "gate_activation": "tanh", "num_dilated_convs": 1},
+        {"use_spatial_gate": False, "kernel_regularizer": "l2"},
+    ],
+)
+def test_save_and_load_in_a_fresh_process(bam_kwargs, tmp_path, rng):
+    model = _small_model(**bam_kwargs)
+    x = rng.normal(size=(4, 16, 16, 3)).astype("float32")
+    # Train a little so that the batch-norm statistics are not the defaults.
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(x, rng.integers(0, 4, size=4), verbose=0)
+    path = str(tmp_path / "m.keras")
+    model.save(path)
+    np.save(tmp_path / "x.npy", x)
+    subprocess.run(
+        [sys.executable, "-c", SAVE_CHECK, path, str(tmp_path / "x.npy"),
+         str(tmp_path / "y.npy")],
+        check=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
+    np.testing.assert_array_equal(
+        np.load(tmp_path / "y.npy"), model.predict(x, verbose=0)
+    )
+    loaded = keras.saving.load_model(path)
+    assert loaded.get_layer("bam").get_config() == model.get_layer("bam").get_config()
+    all_layers = [
+        type(l).__name__ for l in loaded._flatten_layers(include_self=False)
+    ]
+    assert "Lambda" not in all_layers
+
+
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        ({"reduction_ratio": 0}, "reduction_ratio=0"),
+        ({"reduction_ratio": 2.5}, "reduction_ratio=2.5"),
+        ({"dilation_rate": 0}, "dilation_rate=0"),
+        ({"num_dilated_convs": -1}, "num_dilated_convs=-1"),
+        ({"min_hidden_channels": 0}, "min_hidden_channels=0"),
+        ({"combine": "mean"}, "combine='mean'"),
+        ({"gate_activation": "relu"}, "gate_activation='relu'"),
+        ({"variant": "pytorch"}, "variant='pytorch'"),
+        ({"data_format": "NHWC"}, "data_format='NHWC'"),
+        ({"batch_norm_epsilon": -1}, "batch_norm_epsilon"),
+        ({"use_channel_gate": False, "use_spatial_gate": False}, "at least one"),
+    ],
+)
+def test_bad_arguments_are_rejected_with_what_was_received(kwargs, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(")) as info:
+        BAM(**kwargs)
+    assert "must" in str(info.value) or "needs" in str(info.value)
+
+
+@pytest.mark.parametrize("layer_cls", LAYERS)
+def test_bad_inputs_are_rejected(layer_cls):
+    with pytest.raises(ValueError, match=r"4-D feature map.*rank 3"):
+        layer_cls()(keras.Input((8, 8)))
+    with pytest.raises(ValueError, match=r"channel dimension.*\(None, 8, 8, None\)"):
+        layer_cls().build((None, 8, 8, None))
+    with pytest.raises(ValueError, match="floating-point.*int32"):
+        layer_cls()(keras.Input((8, 8, 16), dtype="int32"))
+    with pytest.raises(ValueError, match="floating-point.*int32"):
+        layer_cls()(np.ones((1, 8, 8, 16), dtype="int32"))
+
+
+def test_channels_first_needs_known_channels_on_axis_1():
+    with pytest.raises(ValueError, match="channels_first"):
+        BAM(data_format="channels_first").build((None, None, 8, 8))

@@ -1,0 +1,116 @@
+"""A model with BAM becomes a clean, fully int8, XNNPACK-delegated TFLite file."""
+
+import keras
+import numpy as np
+import pytest
+
+from keras_bam import BAM
+from keras_bam.export import inspect_tflite, to_tflite, xnnpack_check
+
+DYNAMIC_SHAPE_OPS = {"SHAPE", "GATHER", "PACK", "STRIDED_SLICE", "RESHAPE"}
+SPACE_TO_BATCH_OPS = {"SPACE_TO_BATCH_ND", "BATCH_TO_SPACE_ND"}
+
+
+def _model(conv=None, **bam_kwargs):
+    inputs = keras.Input((24, 20, 3))
+    x = keras.layers.Conv2D(16, 3, padding="same", activation="relu")(inputs)
+    x = conv(x) if conv is not None else BAM(**bam_kwargs)(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, keras.layers.Dense(5)(x))
+
+
+def _calibration(rng, n=64):
+    return rng.uniform(0, 1, size=(n, 24, 20, 3)).astype("float32")
+
+
+def _run(content, x):
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=content)
+    inp = interpreter.get_input_details()[0]
+    out = interpreter.get_output_details()[0]
+    interpreter.resize_tensor_input(inp["index"], x.shape)
+    interpreter.allocate_tensors()
+    scale, zero = inp["quantization"]
+    if scale:
+        x = np.clip(np.round(x / scale + zero), -128, 127).astype(inp["dtype"])
+    interpreter.set_tensor(inp["index"], x)
+    interpreter.invoke()
+    y = interpreter.get_tensor(out["index"]).astype("float32")
+    scale, zero = out["quantization"]
+    return (y - zero) * scale if scale else y
+
+
+@pytest.mark.parametrize("batch_size", [1, None])
+@pytest.mark.parametrize(
+    "bam_kwargs",
+    [
+        {},
+        {"variant": "official"},
+        {"gate_activation": "hard_sigmoid", "combine": "max"},
+        {"gate_activation": "tanh", "num_dilated_convs": 3},
+    ],
+)
+def test_full_integer_clean_graph_delegated_to_xnnpack(batch_size, bam_kwargs, rng):
+    model = _model(**bam_kwargs)
+    content = to_tflite(model, "int8", [_calibration(rng)], batch_size=batch_size)
+    graph = inspect_tflite(content)
+    ops = set(graph.op_counts)
+    assert not ops & {"QUANTIZE", "DEQUANTIZE"}, graph.op_counts
+    assert graph.float_ops == []
+    assert graph.input_dtypes == graph.output_dtypes == ["int8"]
+    assert graph.input_shapes[0][0] == (1 if batch_size else -1)
+    assert not ops & (DYNAMIC_SHAPE_OPS | SPACE_TO_BATCH_OPS), graph.op_counts
+    # stem + the channel MLP's two 1x1 convs + reduce, dilated and final convs
+    dilated = bam_kwargs.get("num_dilated_convs", 2)
+    assert graph.op_counts["CONV_2D"] == 1 + 2 + 1 + dilated + 1
+    delegate = xnnpack_check(content)
+    assert delegate["ok"], delegate
+    assert delegate["partitions"] == 1
+    assert delegate["undelegated_ops"] == []
+
+
+def test_int8_outputs_follow_the_float_model(rng):
+    model = _model()
+    # Non-default batch-norm statistics, so the gates do real work.
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    train = _calibration(rng, 64)
+    model.fit(train, rng.integers(0, 5, 64), epochs=2, verbose=0)
+    content = to_tflite(model, "int8", [train], batch_size=None)
+    test = _calibration(rng, 32)
+    expected = model.predict(test, verbose=0)
+    got = _run(content, test)
+    spread = expected.max() - expected.min()
+    assert np.abs(got - expected).mean() < 0.02 * spread
+    assert np.abs(got - expected).max() < 0.1 * spread
+
+
+def test_keras_dilated_conv_with_unknown_batch_is_what_we_avoid(rng):
+    """The checks above can fail: Keras' own dilated conv trips all of them."""
+    conv = keras.layers.Conv2D(16, 3, dilation_rate=4, padding="same")
+    content = to_tflite(_model(conv=conv), "int8", [_calibration(rng)], batch_size=None)
+    graph = inspect_tflite(content)
+    assert SPACE_TO_BATCH_OPS <= set(graph.op_counts)
+    delegate = xnnpack_check(content)
+    assert set(delegate["undelegated_ops"]) & SPACE_TO_BATCH_OPS
+
+
+def test_float_ops_are_reported(rng):
+    graph = inspect_tflite(to_tflite(_model(), "float32"))
+    assert "CONV_2D" in graph.float_ops and graph.input_dtypes == ["float32"]
+
+
+def test_xnnpack_check_survives_a_file_that_is_not_a_model():
+    report = xnnpack_check(b"not a flatbuffer")
+    assert report["ok"] is False
+    assert "exited with code" in report["error"]
+
+
+def test_to_tflite_rejects_unknown_quantization_and_missing_calibration():
+    with pytest.raises(ValueError, match="quantization='int4'"):
+        to_tflite(_model(), "int4")
+    with pytest.raises(ValueError, match="representative_data"):
+        to_tflite(_model(), "int8")
+    inputs = keras.Input((None, None, 3))
+    with pytest.raises(ValueError, match="known height, width"):
+        to_tflite(keras.Model(inputs, BAM()(keras.layers.Conv2D(8, 1)(inputs))))
