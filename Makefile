@@ -3,7 +3,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-EXTRAS ?= cpu,test
+EXTRAS ?= cpu,test,examples
 
 .PHONY: demo test bench clean
 

@@ -4,6 +4,7 @@ Park, Woo, Lee, Kweon, "BAM: Bottleneck Attention Module", BMVC 2018,
 arXiv 1807.06514.
 """
 
+from keras_bam import applications, data, export
 from keras_bam.layers import BAM, ChannelGate, SpatialGate
 from keras_bam.torch_weights import load_torch_weights
 

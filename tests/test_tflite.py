@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from keras_bam import BAM
-from keras_bam.export import inspect_tflite, to_tflite, xnnpack_check
+from keras_bam.export import inspect_tflite, predict, to_tflite, xnnpack_check
 
 DYNAMIC_SHAPE_OPS = {"SHAPE", "GATHER", "PACK", "STRIDED_SLICE", "RESHAPE"}
 SPACE_TO_BATCH_OPS = {"SPACE_TO_BATCH_ND", "BATCH_TO_SPACE_ND"}
@@ -21,24 +21,6 @@ def _model(conv=None, **bam_kwargs):
 
 def _calibration(rng, n=64):
     return rng.uniform(0, 1, size=(n, 24, 20, 3)).astype("float32")
-
-
-def _run(content, x):
-    from ai_edge_litert.interpreter import Interpreter
-
-    interpreter = Interpreter(model_content=content)
-    inp = interpreter.get_input_details()[0]
-    out = interpreter.get_output_details()[0]
-    interpreter.resize_tensor_input(inp["index"], x.shape)
-    interpreter.allocate_tensors()
-    scale, zero = inp["quantization"]
-    if scale:
-        x = np.clip(np.round(x / scale + zero), -128, 127).astype(inp["dtype"])
-    interpreter.set_tensor(inp["index"], x)
-    interpreter.invoke()
-    y = interpreter.get_tensor(out["index"]).astype("float32")
-    scale, zero = out["quantization"]
-    return (y - zero) * scale if scale else y
 
 
 @pytest.mark.parametrize("batch_size", [1, None])
@@ -79,7 +61,7 @@ def test_int8_outputs_follow_the_float_model(rng):
     content = to_tflite(model, "int8", [train], batch_size=None)
     test = _calibration(rng, 32)
     expected = model.predict(test, verbose=0)
-    got = _run(content, test)
+    got = predict(content, test)
     spread = expected.max() - expected.min()
     assert np.abs(got - expected).mean() < 0.02 * spread
     assert np.abs(got - expected).max() < 0.1 * spread

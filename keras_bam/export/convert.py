@@ -1,5 +1,7 @@
 """Keras model -> TFLite flatbuffer, float or quantized."""
 
+import warnings
+
 import numpy as np
 
 QUANTIZATIONS = ("float32", "float16", "dynamic", "int8")
@@ -79,7 +81,11 @@ def to_tflite(model, quantization="int8", representative_data=None,
                 )
         converter.inference_input_type = dtypes[input_type]
         converter.inference_output_type = dtypes[output_type or input_type]
-    return converter.convert()
+    with warnings.catch_warnings():
+        # Emitted for every int8 conversion from a concrete function; the
+        # input statistics it asks for come from the representative dataset.
+        warnings.filterwarnings("ignore", "Statistics for quantized inputs")
+        return converter.convert()
 
 
 def _calibration(representative_data, spec):

@@ -79,6 +79,47 @@ def inspect_tflite(content):
     )
 
 
+def predict(content, x, batch_size=32):
+    """Runs a .tflite file on float inputs `x` and returns float outputs.
+
+    Quantizes the input and dequantizes the output where the file's
+    signature is integer, so results compare directly with the Keras model.
+    Files with a batch-1 signature are run one sample at a time.
+    """
+    interpreter = _interpreter(content, delegates=True)
+    inp = interpreter.get_input_details()[0]
+    out = interpreter.get_output_details()[0]
+    if inp["shape_signature"][0] != -1:
+        batch_size = int(inp["shape"][0])
+    results = []
+    for start in range(0, len(x), batch_size):
+        chunk = np.asarray(x[start:start + batch_size], dtype=np.float32)
+        if tuple(interpreter.get_input_details()[0]["shape"]) != chunk.shape:
+            interpreter.resize_tensor_input(inp["index"], chunk.shape)
+            interpreter.allocate_tensors()
+        elif not results:
+            interpreter.allocate_tensors()
+        interpreter.set_tensor(inp["index"], _quantize(chunk, inp))
+        interpreter.invoke()
+        results.append(_dequantize(interpreter.get_tensor(out["index"]), out))
+    return np.concatenate(results)
+
+
+def _quantize(x, detail):
+    scale, zero_point = detail["quantization"]
+    if not scale:
+        return x.astype(detail["dtype"])
+    info = np.iinfo(detail["dtype"])
+    q = np.round(x / scale + zero_point)
+    return np.clip(q, info.min, info.max).astype(detail["dtype"])
+
+
+def _dequantize(y, detail):
+    scale, zero_point = detail["quantization"]
+    y = y.astype(np.float32)
+    return (y - zero_point) * scale if scale else y
+
+
 def _constant_tensors(interpreter, tensors):
     """Indices of tensors that hold data in the file (weights, biases)."""
     produced = set()

@@ -45,8 +45,8 @@ class BAM(BaseGate):
       branch; branches summed.
     - "official": what the authors' released PyTorch code computes:
       F' = F * (1 + sigmoid(Mc(F) * Ms(F))), batch norm inside each branch
-      and none at the ends, every bias, PyTorch's batch-norm epsilon and
-      momentum. Its weights load with `keras_bam.load_torch_weights`.
+      and none at the ends, and every bias. Its weights load with
+      `keras_bam.load_torch_weights`.
 
     Reference: Park et al., "BAM: Bottleneck Attention Module", BMVC 2018,
     arXiv 1807.06514.
@@ -75,9 +75,9 @@ class BAM(BaseGate):
             wide enough to train and to quantize. Use 1 for `C // r` exactly.
         kernel_initializer, bias_initializer, kernel_regularizer,
         bias_regularizer: for every Dense and convolution inside.
-        batch_norm_momentum, batch_norm_epsilon: None uses the variant's
-            (Keras' 0.99/1e-3 for "paper", PyTorch's 0.9/1e-5 for
-            "official").
+        batch_norm_momentum, batch_norm_epsilon: of every batch norm
+            inside. Default 0.9 and 1e-5, PyTorch's defaults, with which the
+            paper's and the authors' models were trained.
         **kwargs: base `keras.layers.Layer` arguments (name, dtype, ...).
 
     Call arguments:

@@ -33,9 +33,9 @@ class ChannelGate(BaseGate):
             image data format).
         kernel_initializer, bias_initializer, kernel_regularizer,
         bias_regularizer: for the MLP's two layers.
-        batch_norm_momentum, batch_norm_epsilon: None uses the variant's
-            (Keras' 0.99/1e-3 for "paper", PyTorch's 0.9/1e-5 for
-            "official").
+        batch_norm_momentum, batch_norm_epsilon: of every batch norm
+            inside. Default 0.9 and 1e-5, PyTorch's defaults, with which the
+            paper's and the authors' models were trained.
         **kwargs: base `keras.layers.Layer` arguments (name, dtype, ...).
 
     Call arguments:

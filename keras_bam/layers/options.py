@@ -17,15 +17,6 @@ GATE_ACTIVATIONS = ("sigmoid", "tanh", "hard_sigmoid")
 # The combination of the two branches each variant uses when `combine=None`.
 DEFAULT_COMBINE = {"paper": "sum", "official": "product"}
 
-# Batch-norm hyper-parameters per variant. "official" reproduces PyTorch's
-# BatchNorm defaults (eps=1e-5, momentum=0.1, which is 0.9 in Keras'
-# convention); "paper" uses Keras' own defaults.
-BATCH_NORM_DEFAULTS = {
-    "paper": {"momentum": 0.99, "epsilon": 1e-3},
-    "official": {"momentum": 0.9, "epsilon": 1e-5},
-}
-
-
 def positive_int(name, value, minimum=1):
     """Returns `value` as an int, or raises if it is not an int >= minimum."""
     try:
@@ -76,19 +67,15 @@ def data_format(value):
     )
 
 
-def batch_norm_value(name, value, variant_name):
-    """`batch_norm_momentum`/`batch_norm_epsilon`: None means the variant's."""
-    if value is None:
-        return BATCH_NORM_DEFAULTS[variant_name][name.rsplit("_", 1)[-1]]
+def batch_norm_value(name, value):
+    """`batch_norm_momentum` or `batch_norm_epsilon`: a float in (0, 1)."""
     try:
         value = float(value)
     except (TypeError, ValueError):
         value = None
-    if value is None or not 0.0 <= value < 1.0 or (
-        name.endswith("epsilon") and value == 0.0
-    ):
+    if value is None or not 0.0 < value < 1.0:
         raise ValueError(
-            f"`{name}` must be a float in (0, 1) or None. Received: {name}={value!r}"
+            f"`{name}` must be a float in (0, 1). Received: {name}={value!r}"
         )
     return value
 

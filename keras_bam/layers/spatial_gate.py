@@ -39,7 +39,9 @@ class SpatialGate(BaseGate):
             TensorFlow's CPU convolutions only support it.
         kernel_initializer, bias_initializer, kernel_regularizer,
         bias_regularizer: for the convolutions.
-        batch_norm_momentum, batch_norm_epsilon: None uses the variant's.
+        batch_norm_momentum, batch_norm_epsilon: of every batch norm
+            inside. Default 0.9 and 1e-5, PyTorch's defaults, with which the
+            paper's and the authors' models were trained.
         **kwargs: base `keras.layers.Layer` arguments (name, dtype, ...).
 
     Call arguments:
