@@ -124,13 +124,32 @@ def test_official_parameter_count_matches_authors_formula(channels, hidden):
     assert count == 3 * channels * hidden + 18 * hidden**2 + 13 * hidden + channels + 1
 
 
-def test_resnet50_official_overhead_is_authors():
-    total = 0
-    for channels in (256, 512, 1024):
-        layer = BAM(variant="official")
-        layer.build((None, 56, 56, channels))
-        total += sum(int(np.prod(w.shape)) for w in layer.trainable_weights)
-    assert total == 358_067
+@pytest.mark.parametrize("channels,hidden", [(256, 16), (1024, 64), (8, 8)])
+def test_paper_parameter_count_matches_its_structure(channels, hidden):
+    # Channel: C*h + h (Dense with bias), C*h (no bias before BN), 2C (BN).
+    # Spatial: C*h + 2h (1x1, BN), 2 x (9h^2 + 2h), h + 2 (1x1 to 1, BN).
+    layer = BAM()
+    layer.build((None, None, None, channels))
+    count = sum(int(np.prod(w.shape)) for w in layer.trainable_weights)
+    assert count == 3 * channels * hidden + 18 * hidden**2 + 8 * hidden + 2 * channels + 2
+
+
+@pytest.mark.parametrize(
+    "variant,channels,total",
+    [
+        ("official", (256, 512, 1024), 358_067),  # ResNet50, PAPER.md
+        ("official", (128, 256, 512), 90_331),  # MobileNet alpha 1.0, PAPER.md
+        ("paper", (256, 512, 1024), 359_302),  # the README's figures
+        ("paper", (128, 256, 512), 90_950),
+    ],
+)
+def test_overhead_at_the_papers_placements(variant, channels, total):
+    count = 0
+    for c in channels:
+        layer = BAM(variant=variant)
+        layer.build((None, 56, 56, c))
+        count += sum(int(np.prod(w.shape)) for w in layer.trainable_weights)
+    assert count == total
 
 
 @pytest.mark.parametrize("variant", ["paper", "official"])

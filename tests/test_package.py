@@ -1,0 +1,66 @@
+"""The package as a user meets it: imports, README example, demo."""
+
+import os
+import pathlib
+import re
+import subprocess
+import sys
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+
+
+def test_import_leaves_keras_3_in_charge():
+    code = (
+        "import os, sys, keras, keras_bam\n"
+        "assert 'tensorflow_model_optimization' not in sys.modules\n"
+        "assert 'tf_keras' not in sys.modules\n"
+        "assert os.environ.get('TF_USE_LEGACY_KERAS') is None\n"
+        "assert keras.__version__.startswith('3.'), keras.__version__\n"
+        "print('ok')\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=ENV
+    )
+    assert result.stdout.strip() == "ok", result.stderr
+
+
+def test_package_never_uses_tf_keras():
+    # tf.keras flips to legacy Keras once tfmot is imported anywhere.
+    offenders = [
+        str(path.relative_to(ROOT))
+        for path in (ROOT / "keras_bam").rglob("*.py")
+        if re.search(r"\btf\.keras\b", path.read_text())
+    ]
+    assert offenders == []
+
+
+def _readme_python_blocks():
+    text = (ROOT / "README.md").read_text()
+    return re.findall(r"```python\n(.*?)```", text, flags=re.S)
+
+
+def test_readme_examples_run_as_written(tmp_path):
+    blocks = _readme_python_blocks()
+    assert blocks, "README.md has no ```python block"
+    for block in blocks:
+        result = subprocess.run(
+            [sys.executable, "-c", block],
+            capture_output=True, text=True, env=ENV, cwd=tmp_path,
+        )
+        assert result.returncode == 0, f"{block}\n---\n{result.stderr[-2000:]}"
+
+
+@pytest.mark.slow
+def test_demo_runs_and_verifies_its_export(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "demo.py"), "--epochs", "1",
+         "--output", str(tmp_path)],
+        capture_output=True, text=True, env=ENV,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr[-2000:]
+    assert "reloaded outputs identical: True" in result.stdout
+    assert "ops outside: none" in result.stdout
+    assert (tmp_path / "small_cnn_bam_int8.tflite").stat().st_size > 0
