@@ -26,28 +26,36 @@ _BN_FIELDS = (
 
 
 def _linear(variable_owner, torch_name):
+    # Keras kernel (1, 1, in, out) <- PyTorch Linear weight (out, in).
+    kernel, bias = variable_owner.kernel, variable_owner.bias
     return [
-        (f"{torch_name}.weight", variable_owner.kernel, lambda w: w.T[None, None]),
-        (f"{torch_name}.bias", variable_owner.bias, None),
+        (f"{torch_name}.weight", kernel, lambda w: w.T[None, None],
+         (kernel.shape[3], kernel.shape[2])),
+        (f"{torch_name}.bias", bias, None, tuple(bias.shape)),
     ]
 
 
 def _conv(layer, torch_name):
+    # Keras kernel (kh, kw, in, out) <- PyTorch conv weight (out, in, kh, kw).
+    kernel, bias = layer.kernel, layer.bias
     return [
-        (f"{torch_name}.weight", layer.kernel, lambda w: w.transpose(2, 3, 1, 0)),
-        (f"{torch_name}.bias", layer.bias, None),
+        (f"{torch_name}.weight", kernel, lambda w: w.transpose(2, 3, 1, 0),
+         tuple(kernel.shape[i] for i in (3, 2, 0, 1))),
+        (f"{torch_name}.bias", bias, None, tuple(bias.shape)),
     ]
 
 
 def _batch_norm(layer, torch_name):
     return [
-        (f"{torch_name}.{torch_field}", getattr(layer, keras_field), None)
+        (f"{torch_name}.{torch_field}", variable, None, tuple(variable.shape))
         for torch_field, keras_field in _BN_FIELDS
+        for variable in [getattr(layer, keras_field)]
     ]
 
 
 def _expected(layer):
-    """(PyTorch name without prefix, Keras variable, layout change) triples."""
+    """(PyTorch name without prefix, Keras variable, layout change, shape in
+    PyTorch's layout) entries."""
     channel, spatial = layer.channel_gate, layer.spatial_gate
     entries = (
         _linear(channel.fc_0, _CHANNEL + "gate_c_fc_0")
@@ -157,7 +165,7 @@ def load_torch_weights(layer, state_dict, prefix=None):
         if k.startswith(prefix) and not k.endswith(".num_batches_tracked")
     }
     expected = _expected(layer)
-    expected_names = {name for name, _, _ in expected}
+    expected_names = {name for name, _, _, _ in expected}
     missing = sorted(expected_names - set(ours))
     unexpected = sorted(set(ours) - expected_names)
     problems = []
@@ -171,19 +179,21 @@ def load_torch_weights(layer, state_dict, prefix=None):
         problems.append(f"unexpected: {', '.join(hints)}")
 
     values = []
-    for name, variable, convert in expected:
+    for name, variable, convert, torch_shape in expected:
         if name not in ours:
             continue
         value = np.asarray(ours[name], dtype=np.float32)
-        if convert is not None:
-            value = convert(value)
-        if value.shape != tuple(variable.shape):
+        # Checked in PyTorch's layout, before the layout change, which cannot
+        # be applied to a tensor with the wrong number of axes.
+        if value.shape != torch_shape:
             problems.append(
-                f"{prefix + name}: shape {np.asarray(ours[name]).shape} does not "
-                f"fit the Keras variable {variable.path} of shape "
-                f"{tuple(variable.shape)}"
+                f"{prefix + name}: shape {value.shape}, expected {torch_shape} "
+                f"(PyTorch's layout) to fit the Keras variable {variable.path} "
+                f"of shape {tuple(variable.shape)}"
             )
             continue
+        if convert is not None:
+            value = convert(value)
         values.append((variable, value))
     if problems:
         raise ValueError(
