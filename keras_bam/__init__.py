@@ -6,8 +6,17 @@ arXiv 1807.06514.
 
 from keras_bam import applications, data, export
 from keras_bam.layers import BAM, ChannelGate, SpatialGate
+from keras_bam.rewrite import cost_report, find_bottlenecks, insert_bam
 from keras_bam.torch_weights import load_torch_weights
 
 __version__ = "0.1.0"
 
-__all__ = ["BAM", "ChannelGate", "SpatialGate", "load_torch_weights"]
+__all__ = [
+    "BAM",
+    "ChannelGate",
+    "SpatialGate",
+    "cost_report",
+    "find_bottlenecks",
+    "insert_bam",
+    "load_torch_weights",
+]
