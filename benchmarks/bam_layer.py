@@ -25,7 +25,6 @@ import os
 import pathlib
 import platform
 import sys
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -34,49 +33,12 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import keras_bam  # noqa: E402
+from timing import measure, paired_ratio, summarize  # noqa: E402
 
 # (channels, height = width): after ResNet50's stages 1, 2 and 3 at 224x224.
 PLACEMENTS = ((256, 56), (512, 28), (1024, 14))
 QUICK_PLACEMENTS = ((64, 14), (128, 7))
 MODES = ("fwd", "fwd+bwd")
-
-
-# ---------------------------------------------------------------- timing
-
-
-def measure(contenders, warmup, repeats):
-    """Times each zero-argument callable alternately; returns seconds.
-
-    Round i runs the contenders in order, round i + 1 in reverse order (ABBA),
-    so neither side always runs first after the other. The warm-up rounds
-    (at least one, which traces and compiles) are not timed.
-    """
-    names = list(contenders)
-    times = {name: [] for name in names}
-    for round_index in range(max(warmup, 1) + repeats):
-        order = names if round_index % 2 == 0 else names[::-1]
-        for name in order:
-            start = time.perf_counter()
-            contenders[name]()
-            elapsed = time.perf_counter() - start
-            if round_index >= max(warmup, 1):
-                times[name].append(elapsed)
-    return times
-
-
-def summarize(seconds, batch_size):
-    median = float(np.median(seconds))
-    return {
-        "median_ms": 1e3 * median,
-        "p90_ms": 1e3 * float(np.percentile(seconds, 90)),
-        "images_per_s": batch_size / median,
-        "times_ms": [1e3 * s for s in seconds],
-    }
-
-
-def paired_ratio(numerator, denominator):
-    """Median over rounds of numerator time / denominator time."""
-    return float(np.median(np.asarray(numerator) / np.asarray(denominator)))
 
 
 # ---------------------------------------------------------------- Keras
