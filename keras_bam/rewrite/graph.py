@@ -202,17 +202,18 @@ def _probe_shape(shape, data_format):
 
 def _data_format(model):
     """The data format of the model's first layer that has one."""
-    for layer in _all_layers(model):
+    for layer in leaf_layers(model):
         value = getattr(layer, "data_format", None)
         if value in ("channels_last", "channels_first"):
             return value
     return keras.config.image_data_format()
 
 
-def _all_layers(model):
+def leaf_layers(model):
+    """Every layer of `model`, nested models' layers in their place."""
     for layer in model.layers:
         if isinstance(layer, keras.Model):
-            yield from _all_layers(layer)
+            yield from leaf_layers(layer)
         else:
             yield layer
 

@@ -7,7 +7,7 @@ from keras.src.models.functional import Functional
 
 from keras_bam.layers import BAM
 from keras_bam.rewrite import placement
-from keras_bam.rewrite.graph import ModelGraph, as_functional
+from keras_bam.rewrite.graph import ModelGraph, as_functional, leaf_layers
 
 _BAM_SUFFIX = "_bam"
 
@@ -143,18 +143,10 @@ def rewrite(model, after, share_weights, name, input_tensors, bam_kwargs):
 
 
 def _copy_weights(new_model, originals):
-    for layer in _leaf_layers(new_model):
+    for layer in leaf_layers(new_model):
         original = originals.get(id(layer))
         if original is not None and original is not layer and layer.weights:
             layer.set_weights(original.get_weights())
-
-
-def _leaf_layers(model):
-    for layer in model.layers:
-        if isinstance(layer, keras.Model):
-            yield from _leaf_layers(layer)
-        else:
-            yield layer
 
 
 def _resolve(graph, after):
