@@ -1,0 +1,14 @@
+"""Export a Keras BAM model to a verified TFLite file.
+
+    python export/to_tflite.py            # the default model, int8, offline
+    python export/to_tflite.py --help     # every option
+
+The work is in keras_bam.export.cli (importable and tested).
+"""
+
+import sys
+
+from keras_bam.export.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,275 @@
+"""Convert, verify, report, and only then write: the export as one step.
+
+`export_tflite` is what `python export/to_tflite.py` runs. A file reaches
+`output` only after it passed every check (atomically: written next to it
+under a temporary name, then renamed), so an interrupted or rejected export
+never leaves a truncated or unverified `.tflite` there.
+"""
+
+import dataclasses
+import json
+import os
+import tempfile
+
+import numpy as np
+
+from keras_bam.export import verify
+from keras_bam.export.convert import to_tflite
+from keras_bam.export.litert import inspect_tflite, xnnpack_check
+
+# Minimum top-1 agreement with the float model, by quantization.
+DEFAULT_MIN_AGREEMENT = {"int8": 0.99, "float16": 0.999, "dynamic": 0.99,
+                         "float32": 0.999}
+
+
+class ExportError(Exception):
+    """A problem with the user's input: the message says what to do."""
+
+
+class VerificationError(Exception):
+    """The converted file failed a check; it was not written."""
+
+    def __init__(self, message, report):
+        super().__init__(message)
+        self.report = report
+
+
+@dataclasses.dataclass
+class ExportReport:
+    output: str
+    quantization: str
+    input_type: str
+    input_shape: list
+    size_bytes: int
+    float32_size_bytes: int
+    op_counts: dict
+    float_ops: list
+    xnnpack_partitions: int
+    undelegated_ops: list
+    xnnpack_error: str | None
+    tiny_scale_tensors: list
+    agreement: verify.Agreement | None
+    min_agreement: float
+    latency: list  # of verify.Latency
+    bam_layers: list  # (name, feature shape, MACs)
+    bam_mac_share: float | None
+    calibration: dict
+    status: str = "ok"
+    problems: list = dataclasses.field(default_factory=list)
+
+    @property
+    def size_ratio(self):
+        return self.size_bytes / self.float32_size_bytes
+
+    def to_dict(self):
+        data = dataclasses.asdict(self)
+        data["size_ratio"] = self.size_ratio
+        return data
+
+    def __str__(self):
+        kib = lambda n: f"{n / 1024:,.1f} KiB"  # noqa: E731
+        lines = [
+            f"{'file':<22}{self.output}",
+            f"{'status':<22}{self.status}" + (
+                "" if not self.problems else ": " + "; ".join(self.problems)),
+            f"{'quantization':<22}{self.quantization}, input {self.input_type} "
+            f"{self.input_shape}",
+            f"{'size':<22}{kib(self.size_bytes)} ({self.size_ratio:.3f} x the "
+            f"float32 file, {kib(self.float32_size_bytes)})",
+            f"{'ops':<22}" + ", ".join(f"{k} {v}" for k, v in self.op_counts.items()),
+            f"{'float ops':<22}" + (", ".join(self.float_ops) or "none"),
+            f"{'XNNPACK':<22}{self.xnnpack_partitions} partition(s); outside: "
+            + (", ".join(self.undelegated_ops) or "none")
+            + (f"; error: {self.xnnpack_error}" if self.xnnpack_error else ""),
+        ]
+        for lat in self.latency:
+            lines.append(f"{'latency, ' + str(lat.threads) + ' thread(s)':<22}"
+                         f"median {lat.median_ms:.2f} ms, p90 {lat.p90_ms:.2f} ms "
+                         f"({lat.runs} runs, batch 1)")
+        a = self.agreement
+        if a is not None:
+            lines.append(f"{'top-1 agreement':<22}{a.top1_agreement:.4f} on "
+                         f"{a.samples} held-out images (minimum "
+                         f"{self.min_agreement})")
+            if a.keras_accuracy is not None:
+                lines.append(f"{'accuracy':<22}Keras float {a.keras_accuracy:.4f}, "
+                             f"TFLite {a.tflite_accuracy:.4f}")
+            lines.append(f"{'output difference':<22}max {a.max_abs_diff:.3g}, "
+                         f"mean {a.mean_abs_diff:.3g}")
+        if self.bam_layers:
+            names = ", ".join(f"{n} {tuple(s)}" for n, s, _ in self.bam_layers)
+            lines.append(f"{'BAM layers':<22}{names}")
+            lines.append(f"{'BAM share of MACs':<22}{100 * self.bam_mac_share:.2f} %")
+        else:
+            lines.append(f"{'BAM layers':<22}none")
+        return "\n".join(lines)
+
+
+def export_tflite(model, output, quantization="int8", calibration=None,
+                  held_out=None, input_type=None, batch_size=1,
+                  min_agreement=None, latency_runs=50, report_path=None,
+                  num_calibration_samples=500):
+    """Converts `model`, verifies the file, and writes it to `output`.
+
+    Args:
+        model: a Keras image model taking float32 pixels in [0, 255].
+        output: path of the .tflite file.
+        quantization: "int8" (full integer), "float16", "dynamic" or
+            "float32".
+        calibration: `images.ImageSet` for int8 calibration.
+        num_calibration_samples: how many of its images calibrate (default
+            500). If some activation is then constant (a near-zero int8
+            scale, which XNNPACK refuses), calibration is redone once on all
+            of them before the file is rejected.
+        held_out: `images.ImageSet` to compare the file with the model on.
+        input_type: for int8, "int8" (default), "uint8" or "float32"; the
+            output has the same type.
+        batch_size: the signature's batch, 1 (default) or None.
+        min_agreement: top-1 agreement below which the file is rejected
+            (default: 0.99 for int8 and dynamic, 0.999 for float16/float32).
+        latency_runs: timed runs per thread count (0: no latency).
+        report_path: also write the report as JSON there.
+
+    Returns:
+        The `ExportReport`. Raises `VerificationError` (file not written,
+        report attached) when a check fails.
+    """
+    output = os.fspath(output)
+    _check_writable(output)
+    if min_agreement is None:
+        min_agreement = DEFAULT_MIN_AGREEMENT[quantization]
+    if quantization == "int8":
+        input_type = input_type or "int8"
+    elif input_type not in (None, "float32"):
+        raise ExportError(f"--input-type {input_type} needs --quantization int8.")
+    calibration_info = {}
+    samples = None
+    if quantization == "int8":
+        if calibration is None or len(calibration) == 0:
+            raise ExportError("int8 needs calibration images.")
+        samples = calibration.images[:num_calibration_samples]
+        calibration_info = {"source": calibration.source, "samples": len(samples)}
+
+    float32 = to_tflite(model, "float32", batch_size=batch_size)
+    content = _convert(model, quantization, samples, batch_size, input_type)
+    tiny = verify.tiny_scales(content) if quantization == "int8" else []
+    if tiny and len(calibration) > len(samples):
+        # Ours to fix first: a range that was constant on too few images.
+        samples = calibration.images
+        content = _convert(model, quantization, samples, batch_size, input_type)
+        tiny = verify.tiny_scales(content)
+        calibration_info["recalibrated_with"] = len(samples)
+    graph = inspect_tflite(content)
+    check = xnnpack_check(content)
+    problems = []
+    if tiny:
+        problems.append(
+            f"{len(tiny)} tensor(s) got an int8 scale below 1e-6, i.e. were "
+            f"constant on the calibration data ({', '.join(tiny[:3])}"
+            f"{', ...' if len(tiny) > 3 else ''}): a dead ReLU or a branch too "
+            "narrow to quantize. Calibrate on more, varied images "
+            "(--num-calibration-samples), keep BAM's min_hidden_channels at 8 "
+            "or more, or train longer")
+    if not check["ok"]:
+        problems.append("XNNPACK did not take the file: "
+                        f"{check['error'] or 'no partition was delegated'}")
+    if quantization == "int8" and graph.float_ops:
+        problems.append("ops left in float in a full-integer file: "
+                        + ", ".join(sorted(set(graph.float_ops))))
+
+    agreement = None
+    latencies = []
+    if check["ok"]:  # only a file that ran in the child runs in this process
+        if held_out is not None and len(held_out):
+            agreement = verify.compare(model, content, held_out.images,
+                                       held_out.labels)
+            if agreement.top1_agreement < min_agreement:
+                problems.append(
+                    f"top-1 agreement {agreement.top1_agreement:.4f} is below "
+                    f"the minimum {min_agreement}")
+        if latency_runs:
+            for threads in sorted({1, verify.cpu_count()}):
+                latencies.append(verify.latency(content, threads, latency_runs))
+
+    bam_layers, share = _bam_costs(model)
+    report = ExportReport(
+        output=output, quantization=quantization,
+        input_type=(graph.input_dtypes or ["?"])[0],
+        input_shape=graph.input_shapes[0] if graph.input_shapes else [],
+        size_bytes=len(content), float32_size_bytes=len(float32),
+        op_counts=graph.op_counts, float_ops=sorted(set(graph.float_ops)),
+        xnnpack_partitions=check["partitions"],
+        undelegated_ops=check["undelegated_ops"], xnnpack_error=check["error"],
+        tiny_scale_tensors=tiny, agreement=agreement,
+        min_agreement=min_agreement, latency=latencies,
+        bam_layers=bam_layers, bam_mac_share=share,
+        calibration=calibration_info,
+    )
+    if problems:
+        report.status = "rejected, not written"
+        report.problems = problems
+    if report_path:
+        write_atomically(report_path, json.dumps(report.to_dict(), indent=1,
+                                                 default=_json_default).encode())
+    if problems:
+        raise VerificationError("; ".join(problems), report)
+    write_atomically(output, content)
+    return report
+
+
+def _convert(model, quantization, samples, batch_size, input_type):
+    if quantization != "int8":
+        return to_tflite(model, quantization, batch_size=batch_size)
+    return to_tflite(model, "int8", representative_data=samples,
+                     batch_size=batch_size, input_type=input_type)
+
+
+def _bam_costs(model):
+    from keras_bam.rewrite import cost_report
+
+    try:
+        report = cost_report(model)
+    except (TypeError, ValueError):  # not Functional: no per-layer costs
+        return [], None
+    total = report.backbone_macs + report.bam_macs
+    return ([(b.name, list(b.feature_shape), b.macs) for b in report.bams],
+            report.bam_macs / total if total else None)
+
+
+def _check_writable(path):
+    folder = os.path.dirname(os.path.abspath(path)) or "."
+    if os.path.isdir(path):
+        raise ExportError(f"--output {path} is a folder; give a file name, "
+                          "e.g. model.tflite.")
+    if not os.path.isdir(folder):
+        try:
+            os.makedirs(folder, exist_ok=True)
+        except OSError as error:
+            raise ExportError(f"Cannot create the output folder {folder}: "
+                              f"{error.strerror}. Choose another --output.") from None
+    if not os.access(folder, os.W_OK):
+        raise ExportError(f"Cannot write to {folder}. Choose another --output "
+                          "or fix the folder's permissions.")
+
+
+def write_atomically(path, data):
+    """Writes bytes to a temporary file beside `path`, then renames it."""
+    folder = os.path.dirname(os.path.abspath(path))
+    handle, temporary = tempfile.mkstemp(prefix=".tmp-", suffix=".partial",
+                                         dir=folder)
+    try:
+        with os.fdopen(handle, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+        raise
+
+
+def _json_default(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(type(value).__name__)
