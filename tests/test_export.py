@@ -1,0 +1,284 @@
+"""export_tflite and `python export/to_tflite.py`: verification, rejection,
+atomic writing and errors."""
+
+import json
+import os
+import pathlib
+import re
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_bam
+from keras_bam.applications import SmallCNN
+from keras_bam.export import cli, exporter, images
+
+ROOT = pathlib.Path(__file__).parents[1]
+
+
+def pixel_model(bam_kwargs=None, seed=0):
+    """SmallCNN with BAM that takes pixels in [0, 255]; outputs logits (an
+    int8 SOFTMAX would stay outside XNNPACK)."""
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((32, 32, 3))
+    x = keras.layers.Rescaling(1 / 255.0)(inputs)
+    net = SmallCNN(input_shape=(32, 32, 3), widths=(8, 16, 16),
+                   blocks_per_stage=1, **(bam_kwargs or {}))
+    return keras.Model(inputs, net(x), name="pixels_cnn")
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return images.load_images("embedded", (32, 32), 3)
+
+
+@pytest.fixture(scope="module")
+def trained(digits):
+    calibration, _ = digits
+    model = pixel_model()
+    model.compile(keras.optimizers.Adam(3e-3),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(calibration.images, calibration.labels, epochs=2, batch_size=64,
+              verbose=0)
+    return model
+
+
+@pytest.mark.parametrize("quantization, input_type", [
+    ("int8", "int8"), ("int8", "uint8"), ("float16", None), ("dynamic", None)])
+def test_export_verifies_and_writes(trained, digits, tmp_path, quantization,
+                                    input_type):
+    calibration, held_out = digits
+    output = tmp_path / "model.tflite"
+    report = exporter.export_tflite(
+        trained, output, quantization, calibration, held_out.take(200),
+        input_type=input_type, latency_runs=3, report_path=tmp_path / "r.json",
+        num_calibration_samples=200)
+    assert output.read_bytes()
+    assert report.status == "ok" and not report.problems
+    assert report.xnnpack_partitions >= 1 and report.xnnpack_error is None
+    assert report.agreement.samples == 200
+    assert report.agreement.top1_agreement >= report.min_agreement
+    assert [lat.threads for lat in report.latency] == sorted(
+        {1, len(os.sched_getaffinity(0))})
+    saved = json.loads((tmp_path / "r.json").read_text())
+    assert saved["status"] == "ok" and saved["size_bytes"] == len(
+        output.read_bytes())
+    if quantization == "int8":
+        assert report.float_ops == [] and report.input_type == input_type
+        # uint8 in and out: the converter requantizes to int8 and back at
+        # the two ends, ops that XNNPACK leaves to the CPU kernels.
+        expected = ["QUANTIZE", "QUANTIZE"] if input_type == "uint8" else []
+        assert report.undelegated_ops == expected
+        # A model this small is mostly file overhead; the size ratio of a
+        # real one is in the README. Here: the ratio is of the right files.
+        assert report.float32_size_bytes == len(
+            keras_bam.export.to_tflite(trained, "float32"))
+        assert report.size_ratio < 1
+        assert [n for n, _, _ in report.bam_layers] == [
+            "small_cnn_bam/stage1_bam", "small_cnn_bam/stage2_bam"]
+        assert 0 < report.bam_mac_share < 1
+    text = str(report)
+    assert "top-1 agreement" in text and "XNNPACK" in text
+
+
+def test_dynamic_batch_stays_clean(trained, digits, tmp_path):
+    calibration, held_out = digits
+    report = exporter.export_tflite(
+        trained, tmp_path / "dyn.tflite", "int8", calibration,
+        held_out.take(100), batch_size=None, latency_runs=0,
+        num_calibration_samples=100,
+        min_agreement=0.9)  # about the graph; the 2-epoch model is unsure
+    assert report.input_shape[0] == -1
+    assert not {"SHAPE", "GATHER", "PACK", "SPACE_TO_BATCH_ND"} & set(
+        report.op_counts)
+    assert report.xnnpack_partitions == 1 and report.undelegated_ops == []
+
+
+def test_uint8_input_takes_camera_pixels(trained, digits, tmp_path):
+    """uint8 in: the pixel values themselves (scale 1, zero point 0)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    calibration, held_out = digits
+    output = tmp_path / "u8.tflite"
+    exporter.export_tflite(trained, output, "int8", calibration,
+                           held_out.take(50), input_type="uint8",
+                           latency_runs=0, num_calibration_samples=200)
+    interpreter = Interpreter(model_path=str(output))
+    scale, zero_point = interpreter.get_input_details()[0]["quantization"]
+    assert zero_point == 0 and scale == pytest.approx(1.0, rel=0.02)
+
+
+def dead_branch_model():
+    """A BAM whose spatial branch is dead on every input: one hidden channel
+    (min_hidden_channels=1 on 8 channels) behind a batch norm shifted far
+    negative, so its ReLU never fires and the int8 range collapses."""
+    inputs = keras.Input((32, 32, 3))
+    x = keras.layers.Rescaling(1 / 255.0)(inputs)
+    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(x)
+    bam = keras_bam.BAM(min_hidden_channels=1, name="narrow_bam")
+    x = bam(x)
+    x = keras.layers.Conv2D(8, 3, strides=2, padding="same")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    outputs = keras.layers.Dense(10)(x)
+    model = keras.Model(inputs, outputs)
+    for norm in bam.spatial_gate.hidden_bns:
+        norm.beta.assign(np.full(norm.beta.shape, -1e4, "float32"))
+    return model
+
+
+def test_degenerate_model_is_rejected_and_nothing_written(digits, tmp_path):
+    calibration, held_out = digits
+    output = tmp_path / "dead.tflite"
+    output.write_bytes(b"previous export")  # must survive a failed export
+    with pytest.raises(exporter.VerificationError, match="scale below 1e-6") as info:
+        exporter.export_tflite(
+            dead_branch_model(), output, "int8", calibration.take(64),
+            held_out.take(20), latency_runs=0, report_path=tmp_path / "r.json",
+            num_calibration_samples=32)
+    report = info.value.report
+    assert report.tiny_scale_tensors
+    assert report.calibration["recalibrated_with"] == 64  # the retry ran
+    assert output.read_bytes() == b"previous export"
+    assert json.loads((tmp_path / "r.json").read_text())["status"].startswith(
+        "rejected")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dead.tflite", "r.json"]
+
+
+def test_interrupted_write_leaves_nothing(tmp_path, monkeypatch):
+    def interrupted(src, dst):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "replace", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        exporter.write_atomically(tmp_path / "m.tflite", b"x" * 1000)
+    assert list(tmp_path.iterdir()) == []
+
+
+# ---------------------------------------------------------------- the command
+
+
+def run_cli(args, capsys):
+    code = cli.main([str(a) for a in args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def assert_usage_error(code, err, pattern, folder):
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ")
+    assert "Traceback" not in err
+    assert re.search(pattern, lines[0]), lines[0]
+    assert not list(folder.glob("*.tflite"))
+
+
+def test_missing_model(tmp_path, capsys):
+    code, _, err = run_cli(["--model", tmp_path / "nope.keras",
+                            "--output", tmp_path / "m.tflite"], capsys)
+    assert_usage_error(code, err, r"does not exist.*model\.save", tmp_path)
+
+
+def test_corrupt_model(tmp_path, capsys):
+    path = tmp_path / "broken.keras"
+    path.write_bytes(b"not a zip file")
+    code, _, err = run_cli(["--model", path, "--output", tmp_path / "m.tflite"],
+                           capsys)
+    assert_usage_error(code, err, r"cannot be loaded as a Keras model", tmp_path)
+
+
+def test_model_that_is_not_an_image_model(tmp_path, capsys):
+    inputs = keras.Input((20,))
+    path = tmp_path / "dense.keras"
+    keras.Model(inputs, keras.layers.Dense(3)(inputs)).save(path)
+    code, _, err = run_cli(["--model", path, "--output", tmp_path / "m.tflite"],
+                           capsys)
+    assert_usage_error(code, err, r"not an image model.*\(None, 20\)", tmp_path)
+
+
+def test_unwritable_output(tmp_path, capsys, trained):
+    path = tmp_path / "model.keras"
+    trained.save(path)
+    blocker = tmp_path / "file"
+    blocker.write_text("a file, not a folder")
+    code, _, err = run_cli(["--model", path, "--output", blocker / "m.tflite",
+                            "--latency-runs", 0], capsys)
+    assert_usage_error(code, err, r"Cannot create the output folder", tmp_path)
+
+
+@pytest.mark.parametrize("source, pattern", [
+    ("no/such/folder", r"neither a folder nor a known source"),
+    ("tfds:no_such_dataset_xyz", r"tensorflow-datasets cannot open "
+                                 r"'no_such_dataset_xyz'.*tfds.list_builders"),
+])
+def test_unreadable_representative_data(tmp_path, capsys, trained, source,
+                                        pattern):
+    path = tmp_path / "model.keras"
+    trained.save(path)
+    code, _, err = run_cli(["--model", path, "--representative-data", source,
+                            "--output", tmp_path / "m.tflite"], capsys)
+    assert_usage_error(code, err, pattern, tmp_path)
+
+
+def test_tfds_dataset_as_representative_data():
+    """The real TFDS path, offline: tfds.testing.mock_data serves random
+    examples shaped like the dataset's features."""
+    import tensorflow_datasets as tfds
+
+    with tfds.testing.mock_data(num_examples=12):
+        calibration, held_out = images.load_images("tfds:cifar10", (24, 24), 1)
+    for part in (calibration, held_out):
+        assert part.images.shape == (12, 24, 24, 1)
+        assert part.images.dtype == np.float32
+        assert 0 <= part.images.min() and part.images.max() <= 255
+        assert part.labels.shape == (12,) and part.labels.max() < 10
+    assert len(calibration.class_names) == 10
+    assert calibration.source == "tfds:cifar10"
+
+
+def test_image_folder_as_representative_data(tmp_path, capsys, trained, digits):
+    """A folder with one sub-folder per class, written as PNG files."""
+    _, held_out = digits
+    folder = tmp_path / "photos"
+    for i, (image, label) in enumerate(zip(held_out.images[:60],
+                                           held_out.labels[:60])):
+        (folder / f"class_{label}").mkdir(parents=True, exist_ok=True)
+        png = tf.io.encode_png(image.astype("uint8")).numpy()
+        (folder / f"class_{label}" / f"{i}.png").write_bytes(png)
+    model_path = tmp_path / "model.keras"
+    trained.save(model_path)
+    output = tmp_path / "out" / "m.tflite"
+    code, out, err = run_cli(
+        ["--model", model_path, "--representative-data", folder,
+         "--output", output, "--latency-runs", 0, "--min-agreement", 0.9],
+        capsys)
+    assert code == 0, err
+    labels = (tmp_path / "out" / "m.labels.txt").read_text().split()
+    assert labels == sorted({f"class_{label}" for label in held_out.labels[:60]})
+    assert "top-1 agreement" in out
+
+
+@pytest.mark.slow
+def test_default_command_runs_offline(tmp_path):
+    """`python export/to_tflite.py` as the README gives it, in a fresh
+    process, with only the output redirected."""
+    output = tmp_path / "default.tflite"
+    result = subprocess.run(
+        [sys.executable, "export/to_tflite.py", "--output", str(output),
+         "--report", str(tmp_path / "report.json")],
+        cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["quantization"] == "int8" and report["float_ops"] == []
+    assert report["undelegated_ops"] == [] and report["xnnpack_partitions"] == 1
+    assert report["agreement"]["top1_agreement"] >= 0.99
+    assert report["size_ratio"] <= 0.35
+    assert [name for name, _, _ in report["bam_layers"]] == [
+        "bam_small_cnn/stage1_block1_relu_bam",
+        "bam_small_cnn/stage2_block1_relu_bam"]
+    assert (tmp_path / "default.labels.txt").read_text().split() == [
+        str(i) for i in range(10)]
+    assert "BAM share of MACs" in result.stdout
