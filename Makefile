@@ -1,11 +1,11 @@
-# Two entry points for a fresh machine: `make demo` (the main job) and
+# Two entry points for a fresh machine: `make export` (the main job) and
 # `make test` (the test suite). Each creates the virtualenv it needs.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-EXTRAS ?= cpu,test,examples
+EXTRAS ?= cpu,export,test
 
-.PHONY: demo test bench clean
+.PHONY: export test bench clean
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,14 +13,16 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PY) -m pip install --quiet -e ".[$(EXTRAS)]"
 	touch $@
 
-demo: $(VENV)/.installed
-	$(PY) examples/demo.py
+export: $(VENV)/.installed
+	$(PY) export/to_tflite.py
 
+# -n auto: one pytest worker per core (the suite takes about half the time).
 test: $(VENV)/.installed
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto
 
 bench: $(VENV)/.installed
 	$(PY) benchmarks/bam_layer.py
+	$(PY) benchmarks/insert_bam.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -1,4 +1,4 @@
-"""The package as a user meets it: imports, README example, demo."""
+"""The package as a user meets it: imports and the README's examples."""
 
 import os
 import pathlib
@@ -51,16 +51,3 @@ def test_readme_examples_run_as_written(tmp_path):
             capture_output=True, text=True, env=ENV, cwd=tmp_path,
         )
         assert result.returncode == 0, f"{block}\n---\n{result.stderr[-2000:]}"
-
-
-@pytest.mark.slow
-def test_demo_runs_and_verifies_its_export(tmp_path):
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / "demo.py"), "--epochs", "1",
-         "--output", str(tmp_path)],
-        capture_output=True, text=True, env=ENV,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr[-2000:]
-    assert "reloaded outputs identical: True" in result.stdout
-    assert "ops outside: none" in result.stdout
-    assert (tmp_path / "small_cnn_bam_int8.tflite").stat().st_size > 0
