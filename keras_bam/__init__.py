@@ -5,6 +5,7 @@ arXiv 1807.06514.
 """
 
 from keras_bam import applications, data, export
+from keras_bam.attention_maps import AttentionMap, attention_maps
 from keras_bam.layers import BAM, ChannelGate, SpatialGate
 from keras_bam.rewrite import cost_report, find_bottlenecks, insert_bam
 from keras_bam.torch_weights import load_torch_weights
@@ -12,9 +13,11 @@ from keras_bam.torch_weights import load_torch_weights
 __version__ = "0.1.0"
 
 __all__ = [
+    "AttentionMap",
     "BAM",
     "ChannelGate",
     "SpatialGate",
+    "attention_maps",
     "cost_report",
     "find_bottlenecks",
     "insert_bam",

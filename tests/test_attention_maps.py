@@ -1,0 +1,135 @@
+"""attention_maps: M(F) of every BAM, checked against the BAM's own gates;
+the figure and examples/visualize_attention.py."""
+
+import pathlib
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_bam
+from keras_bam.applications import SmallCNN
+
+
+def sigmoid(x):
+    return 1 / (1 + np.exp(-x))
+
+
+def randomize_batch_norms(model, rng):
+    for variable in model.weights:
+        if "moving" in variable.path or "beta" in variable.path:
+            variable.assign(rng.normal(scale=0.3, size=variable.shape))
+
+
+def expected_attention(model, layer_name, images):
+    """M(F) from the BAM's gates, on F taken from the model independently."""
+    bam = model.get_layer(layer_name)
+    features = keras.Model(model.inputs[0], bam.input)(images, training=False)
+    mc = keras.ops.convert_to_numpy(bam.channel_gate(features, training=False))
+    ms = keras.ops.convert_to_numpy(bam.spatial_gate(features, training=False))
+    return sigmoid(mc.astype(np.float64) + ms)  # the paper's sum
+
+
+def test_maps_equal_the_gates(rng):
+    model = SmallCNN(input_shape=(32, 32, 3))
+    randomize_batch_norms(model, rng)
+    images = rng.uniform(0, 1, (5, 32, 32, 3)).astype("float32")
+    maps = keras_bam.attention_maps(model, images, batch_size=2)
+    assert [m.name for m in maps] == ["stage1_bam", "stage2_bam"]
+    for m in maps:
+        expected = expected_attention(model, m.name, images)
+        np.testing.assert_allclose(m.attention, expected, atol=1e-5)
+        np.testing.assert_allclose(m.spatial, expected.mean(-1), atol=1e-5)
+        np.testing.assert_allclose(m.channel, expected.mean((1, 2)), atol=1e-5)
+    assert maps[0].resolution == (32, 32) and maps[1].resolution == (16, 16)
+
+
+def test_nested_model(rng):
+    backbone = keras_bam.insert_bam(
+        keras.applications.MobileNetV2(weights=None, alpha=0.35,
+                                       input_shape=(64, 64, 3),
+                                       include_top=False))
+    inputs = keras.Input((64, 64, 3))
+    outputs = keras.layers.GlobalAveragePooling2D()(backbone(inputs * 2.0 - 1.0))
+    model = keras.Model(inputs, outputs)
+    images = rng.uniform(0, 1, (2, 64, 64, 3)).astype("float32")
+    maps = keras_bam.attention_maps(model, images)
+    assert [m.name for m in maps] == [
+        f"{backbone.name}/block_2_add_bam", f"{backbone.name}/block_5_add_bam",
+        f"{backbone.name}/block_12_add_bam"]
+    expected = expected_attention(backbone, "block_5_add_bam", images * 2.0 - 1.0)
+    np.testing.assert_allclose(maps[1].attention, expected, atol=1e-5)
+
+
+def test_model_without_bam():
+    inputs = keras.Input((8, 8, 3))
+    model = keras.Model(inputs, keras.layers.Conv2D(4, 3)(inputs))
+    with pytest.raises(ValueError, match="no BAM layer.*insert_bam"):
+        keras_bam.attention_maps(model, np.zeros((1, 8, 8, 3)))
+
+
+# ---------------------------------------------------------------- the figure
+
+SCRIPT = pathlib.Path(__file__).parents[1] / "examples" / "visualize_attention.py"
+
+
+def run_script(*args):
+    return subprocess.run([sys.executable, str(SCRIPT), *map(str, args)],
+                          capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def saved_model(tmp_path_factory):
+    path = tmp_path_factory.mktemp("model") / "small.keras"
+    inputs = keras.Input((32, 32, 3))
+    net = SmallCNN(input_shape=(32, 32, 3), widths=(8, 16, 16),
+                   blocks_per_stage=1)
+    keras.Model(inputs, net(keras.layers.Rescaling(1 / 255)(inputs))).save(path)
+    return path
+
+
+def test_figure_has_a_panel_per_image_and_bam(saved_model, tmp_path, rng):
+    from keras_bam.visualization import plot_attention
+
+    model = keras.saving.load_model(saved_model)
+    images = rng.uniform(0, 255, (3, 32, 32, 3)).astype("float32")
+    maps = keras_bam.attention_maps(model, images)
+    output = tmp_path / "fig.png"
+    assert plot_attention(images, maps, output) == 3 * (1 + 2)
+    assert output.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_script_on_a_model_and_image_files(saved_model, tmp_path, rng):
+    image = tmp_path / "photo.png"
+    image.write_bytes(tf.io.encode_png(
+        rng.integers(0, 255, (40, 60, 3)).astype("uint8")).numpy())
+    output = tmp_path / "attention.png"
+    result = run_script("--model", saved_model, "--image", image, image,
+                        "--output", output)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "2 image(s) x 2 BAM layer(s), 6 panels" in result.stdout
+    assert output.stat().st_size > 0
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--image", "missing.jpg"], "--image missing.jpg does not exist"),
+    (["--model", "missing.keras"], "--model missing.keras does not exist"),
+])
+def test_script_bad_paths(args, message, tmp_path):
+    result = run_script(*args, "--output", tmp_path / "a.png")
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1] == f"error: {message}." and "Traceback" not in result.stderr
+    assert not (tmp_path / "a.png").exists()
+
+
+@pytest.mark.slow
+def test_script_default_runs_offline(tmp_path):
+    output = tmp_path / "attention.png"
+    result = run_script("--epochs", 1, "--output", output)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "2 image(s) x 2 BAM layer(s)" in result.stdout
+    assert "CC BY 2.0" in result.stdout
