@@ -13,13 +13,18 @@ import os
 
 import numpy as np
 
-EMBEDDED = "embedded"
-TFDS_PREFIX = "tfds:"
+from keras_bam.data.sources import (
+    EMBEDDED,
+    TFDS_PREFIX,
+    DataError,
+    first_line,
+    holdout_mask,
+    open_tfds_builder,
+    to_channels,
+)
 
-
-class ImageSourceError(ValueError):
-    """A representative-data source that cannot be read; the message says
-    what to do."""
+# One error for every image source, training's included.
+ImageSourceError = DataError
 
 
 @dataclasses.dataclass
@@ -78,24 +83,9 @@ def _embedded(image_size, channels):
 
 
 def _tfds(name, image_size, channels, data_dir):
-    try:
-        import tensorflow_datasets as tfds
-    except ImportError:
-        raise ImageSourceError(
-            f"Reading '{TFDS_PREFIX}{name}' needs tensorflow-datasets: "
-            "pip install 'keras-bam[data]'.") from None
-    try:
-        builder = tfds.builder(name, data_dir=data_dir)
-        splits = builder.info.splits
-        features = builder.info.features
-    except Exception as error:  # noqa: BLE001 - TFDS raises many kinds
-        raise ImageSourceError(
-            f"tensorflow-datasets cannot open '{name}': {_first_line(error)}. "
-            "Check the name (tfds.list_builders()) and --data-dir.") from None
-    if "image" not in features or "label" not in features:
-        raise ImageSourceError(
-            f"TFDS dataset '{name}' has no 'image' and 'label' features; "
-            "an image classification dataset is needed.")
+    builder = open_tfds_builder(name, data_dir)
+    splits = builder.info.splits
+    features = builder.info.features
     # Splits are known once the dataset is prepared; try the usual names.
     known = set(splits) or {"train", "test", "validation"}
     held_out_split = next((s for s in ("test", "validation") if s in known), None)
@@ -113,7 +103,7 @@ def _tfds(name, image_size, channels, data_dir):
                                    channels)
     except Exception as error:  # noqa: BLE001
         raise ImageSourceError(
-            f"tensorflow-datasets cannot read '{name}': {_first_line(error)}. "
+            f"tensorflow-datasets cannot read '{name}': {first_line(error)}. "
             "Download and prepare it first (tfds build), or point --data-dir "
             "at where it is.") from None
     names = list(features["label"].names)
@@ -142,7 +132,7 @@ def _folder(path, image_size, channels):
             verbose=False)
     except Exception as error:  # noqa: BLE001
         raise ImageSourceError(
-            f"Cannot read images from '{path}': {_first_line(error)}. It needs "
+            f"Cannot read images from '{path}': {first_line(error)}. It needs "
             "one sub-folder per class with .jpg/.png/.bmp/.gif files.") from None
     images, labels = [], []
     for image, label in dataset.as_numpy_iterator():
@@ -151,26 +141,13 @@ def _folder(path, image_size, channels):
     if not images:
         raise ImageSourceError(f"No images found under '{path}'.")
     images, labels = np.stack(images), np.asarray(labels)
-    # A fixed, class-stratified quarter is held out.
-    rng = np.random.default_rng(0)
-    held = np.zeros(len(labels), bool)
-    for label in np.unique(labels):
-        members = rng.permutation(np.flatnonzero(labels == label))
-        held[members[: len(members) // 4]] = True
+    held = holdout_mask(labels)  # a fixed, class-stratified quarter
     names = list(dataset.class_names)
     return (ImageSet(images[~held], labels[~held], names, path),
             ImageSet(images[held], labels[held], names, path))
 
 
 def _resize(tf, image, image_size, channels):
-    image = tf.convert_to_tensor(image)
-    if image.shape[-1] != channels:
-        image = (tf.image.rgb_to_grayscale(image) if channels == 1
-                 else tf.image.grayscale_to_rgb(image[..., :1]))
+    image = to_channels(tf.convert_to_tensor(image), channels)
     image = tf.image.resize(tf.cast(image, "float32"), image_size)
     return np.clip(image.numpy(), 0.0, 255.0)
-
-
-def _first_line(error):
-    text = str(error).strip().splitlines()
-    return text[0] if text else type(error).__name__
