@@ -102,7 +102,9 @@ def resolve_strategy(name="auto", environ=None):
 
     environ = os.environ if environ is None else environ
     config = parse_tf_config(environ)
-    name, why = choose(name, config, len(tf.config.list_logical_devices("GPU")),
+    # physical, not logical: listing logical devices starts the runtime, after
+    # which MultiWorkerMirroredStrategy can no longer configure collectives.
+    name, why = choose(name, config, len(tf.config.list_physical_devices("GPU")),
                        _has_tpu(environ))
     if name == "tpu":
         try:

@@ -1,0 +1,151 @@
+"""`python examples/train.py`: train a BAM model (or its baseline).
+
+Exit codes: 0 trained (or already finished); 2 bad input, one line on
+stderr. See `keras_bam.training.run` for what the output folder holds.
+"""
+
+import argparse
+import os
+import sys
+
+from keras_bam.training import models
+
+BAM_FLAGS = {
+    # flag -> (BAM argument, type, help)
+    "--reduction-ratio": ("reduction_ratio", int, "r, hidden width C/r (default 16)"),
+    "--dilation-rate": ("dilation_rate", int, "d of the spatial gate (default 4)"),
+    "--num-dilated-convs": ("num_dilated_convs", int,
+                            "dilated 3x3 convolutions (default 2)"),
+    "--combine": ("combine", str, "sum (the paper's default), product (the "
+                  "authors' code) or max"),
+    "--gate-activation": ("gate_activation", str,
+                          "sigmoid (default), tanh or hard_sigmoid"),
+    "--variant": ("variant", str, "paper (default) or official (the authors' "
+                  "released code)"),
+}
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="python examples/train.py",
+        description="Train a keras.applications model with BAM at its "
+                    "bottlenecks (or, with --no-bam, the baseline) on "
+                    "tf.distribute. The result, OUTPUT/model.keras, goes to "
+                    "export/to_tflite.py --model. Run the same command again "
+                    "to resume an interrupted run.",
+        epilog="Recipes (chosen by dataset): cifar* and small images: 4-pixel "
+               "pad, random crop, flip, SGD momentum 0.9, weight decay 1e-4, "
+               "lr 0.1 at batch 128 divided by 10 at 50%% and 75%% of "
+               "training; imagenet*/imagenette: random-resized crop 224 + "
+               "flip, evaluation resize 256 and center crop 224, lr 0.1 at "
+               "batch 256 divided by 10 every 30 epochs; the embedded digits: "
+               "pad and crop, no flip. The learning rate scales linearly with "
+               "the global batch size. Exit codes: 0 done, 2 bad input.")
+    parser.add_argument(
+        "--model", default="small_cnn", metavar="NAME",
+        help="small_cnn (default, CIFAR-style, quick) or a keras.applications "
+             f"model in snake case: {', '.join(m for m in models.MODELS if m != 'small_cnn')}")
+    parser.add_argument("--no-bam", dest="bam", action="store_false",
+                        help="train the baseline without BAM")
+    parser.add_argument("--weights", choices=("imagenet",), default=None,
+                        help="start the backbone from ImageNet weights "
+                             "(downloaded by Keras; default: random)")
+    group = parser.add_argument_group("BAM options (passed to every BAM)")
+    for flag, (_, kind, text) in BAM_FLAGS.items():
+        group.add_argument(flag, type=kind, default=None, help=text)
+    group.add_argument("--attention", choices=("both", "channel", "spatial"),
+                       default="both",
+                       help="both gates (default), or one alone (the paper's "
+                            "ablation)")
+    parser.add_argument(
+        "--dataset", default=None, metavar="NAME",
+        help="a tensorflow-datasets name (cifar10, cifar100, imagenette, "
+             "imagenet2012, ...), folder:PATH (one sub-folder per class), or "
+             "omitted: the embedded digits (offline, the export command's "
+             "dataset)")
+    parser.add_argument("--data-dir", metavar="DIR",
+                        help="tensorflow-datasets data directory (and "
+                             "manual_dir for imagenet2012 under "
+                             "DIR/downloads/manual)")
+    parser.add_argument("--image-size", type=int, default=None, metavar="PX",
+                        help="training resolution (default: the dataset's, "
+                             "224 for ImageNet-like data)")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="epochs (default: the recipe's: 200 CIFAR, 90 "
+                             "ImageNet, 30 digits)")
+    parser.add_argument("--steps-per-epoch", type=int, default=None,
+                        metavar="N",
+                        help="default: training images // batch size")
+    parser.add_argument("--batch-size", type=int, default=128,
+                        help="global batch size, split across replicas "
+                             "(default 128)")
+    parser.add_argument("--learning-rate", type=float, default=None,
+                        metavar="LR",
+                        help="base learning rate (default: the recipe's, "
+                             "scaled linearly by batch size / reference batch)")
+    parser.add_argument("--strategy", default="auto",
+                        choices=("auto", "default", "mirrored", "multi_worker",
+                                 "tpu"),
+                        help="tf.distribute strategy; auto: TPU if attached, "
+                             "multi-worker if TF_CONFIG names several workers, "
+                             "mirrored for several GPUs, else default")
+    parser.add_argument("--mixed-precision", default="auto",
+                        choices=("auto", "off", "float16", "bfloat16"),
+                        help="auto: mixed_float16 on GPU, mixed_bfloat16 on "
+                             "TPU, off on CPU")
+    parser.add_argument("--jit-compile", default="auto",
+                        choices=("auto", "on", "off"),
+                        help="XLA; auto: on with a GPU or TPU")
+    parser.add_argument("--no-sync-batch-norm", dest="sync_batch_norm",
+                        action="store_false",
+                        help="with several replicas, keep batch-norm "
+                             "statistics per replica (default: synchronized)")
+    parser.add_argument("--output", default="runs/default", metavar="DIR",
+                        help="the run's folder (default runs/default)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in --output with a different "
+                             "--epochs (the same command resumes without it)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed")
+    parser.add_argument("--no-progress", dest="progress", action="store_false",
+                        help="no progress bar")
+    return parser
+
+
+def config_from_args(args):
+    from keras_bam.training.run import RunConfig
+
+    bam_options = {name: getattr(args, flag[2:].replace("-", "_"))
+                   for flag, (name, _, _) in BAM_FLAGS.items()
+                   if getattr(args, flag[2:].replace("-", "_")) is not None}
+    if args.attention != "both":
+        bam_options["use_" + ("spatial" if args.attention == "channel"
+                              else "channel") + "_gate"] = False
+    return RunConfig(
+        output=args.output, model=args.model, bam=args.bam,
+        bam_options=bam_options, weights=args.weights, dataset=args.dataset,
+        data_dir=args.data_dir, image_size=args.image_size, epochs=args.epochs,
+        steps_per_epoch=args.steps_per_epoch, batch_size=args.batch_size,
+        learning_rate=args.learning_rate, strategy=args.strategy,
+        mixed_precision=args.mixed_precision, jit_compile=args.jit_compile,
+        sync_batch_norm=args.sync_batch_norm, resume=args.resume,
+        seed=args.seed, progress=args.progress)
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from keras_bam.training.run import RunError, run
+
+    for name in ("epochs", "steps_per_epoch", "batch_size", "image_size"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            print(f"error: --{name.replace('_', '-')} must be at least 1.",
+                  file=sys.stderr)
+            return 2
+    try:
+        config = config_from_args(args)
+        run(config, log=lambda line: print(line, flush=True))
+    except (RunError, models.ModelError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0

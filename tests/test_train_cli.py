@@ -1,0 +1,219 @@
+"""examples/train.py end to end: outputs, resume after a kill, bad input,
+two logical devices, two workers, and plot_training."""
+
+import json
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+
+import keras
+import numpy as np
+import pytest
+
+from keras_bam.training import cli, history
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+TRAIN = str(ROOT / "examples" / "train.py")
+PLOT = str(ROOT / "examples" / "plot_training.py")
+# A tiny run on the embedded digits: seconds on 2 cores.
+TINY = ["--batch-size", "32", "--steps-per-epoch", "6", "--image-size", "16",
+        "--no-progress"]
+
+
+def env(**extra):
+    environ = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(ROOT))
+    environ.pop("TF_CONFIG", None)
+    environ.update(extra)
+    return environ
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    output = tmp_path_factory.mktemp("runs") / "bam"
+    assert cli.main(TINY + ["--epochs", "2", "--output", str(output)]) == 0
+    return output
+
+
+def test_a_run_leaves_config_history_logs_model_and_metrics(finished_run):
+    config = json.loads((finished_run / "config.json").read_text())
+    assert config["run"]["model"] == "small_cnn" and config["replicas"] == 1
+    assert config["dataset"]["num_classes"] == 10
+    rows = history.read(finished_run / "history.csv")
+    assert [r["epoch"] for r in rows] == [1, 2]
+    assert all(0 <= r["eval_top1_error"] <= r["eval_top5_error"] + 1 for r in rows)
+    assert all(r["eval_top5_error"] <= r["eval_top1_error"] for r in rows)
+    assert list((finished_run / "logs").iterdir()), "no TensorBoard events"
+    metrics = json.loads((finished_run / "metrics.json").read_text())
+    assert metrics["top1_error"] == pytest.approx(rows[-1]["eval_top1_error"])
+    assert metrics["images_per_second"] > 0 and metrics["bam_params"] > 0
+    assert metrics["params"] > metrics["bam_params"]
+
+
+def test_the_model_reloads_in_safe_mode_and_matches_its_evaluation(finished_run):
+    """model.keras is a float32 model that takes [0, 255] pixels; its top-1
+    error on the evaluation split is the one metrics.json reports."""
+    import keras_bam  # noqa: F401  (registers BAM for loading)
+    from keras_bam.training import data
+
+    model = keras.saving.load_model(finished_run / "model.keras")
+    assert model.dtype_policy.name == "float32"
+    assert any(type(layer).__name__ == "BAM"
+               for layer in model._flatten_layers())
+    _, eval_data, _ = data.make_datasets(None, image_size=16, channels=3,
+                                         global_batch_size=32, seed=0)
+    hits = total = 0
+    for images, labels in eval_data:
+        hits += int(np.sum(np.argmax(model(images), -1) == labels.numpy()))
+        total += len(labels)
+    metrics = json.loads((finished_run / "metrics.json").read_text())
+    assert 1 - hits / total == pytest.approx(metrics["top1_error"], abs=1e-6)
+
+
+def test_the_same_command_on_a_finished_run_changes_nothing(finished_run, capsys):
+    before = (finished_run / "history.csv").read_text()
+    assert cli.main(TINY + ["--epochs", "2", "--output", str(finished_run)]) == 0
+    assert "resuming" in capsys.readouterr().out
+    assert (finished_run / "history.csv").read_text() == before
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--model", "resnet5"], "Unknown --model 'resnet5'. Choose one of: small_cnn"),
+    (["--dataset", "no_such_dataset_xyz"], "no_such_dataset_xyz"),
+    (["--reduction-ratio", "0"], "reduction_ratio"),
+    (["--epochs", "0"], "--epochs must be at least 1"),
+])
+def test_bad_input_gets_one_line_and_exit_2(tmp_path, capsys, argv, message):
+    code = cli.main(TINY + ["--epochs", "1", "--output", str(tmp_path / "r")] + argv)
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "r" / "model.keras").exists()
+
+
+def test_an_output_holding_another_run_is_refused(finished_run, capsys):
+    before = sorted(p.name for p in finished_run.iterdir())
+    code = cli.main(TINY + ["--epochs", "2", "--no-bam", "--output", str(finished_run)])
+    err = capsys.readouterr().err
+    assert code == 2 and "holds a different run (it differs in bam)" in err
+    assert sorted(p.name for p in finished_run.iterdir()) == before
+    code = cli.main(TINY + ["--epochs", "3", "--output", str(finished_run)])
+    assert code == 2 and "pass --resume" in capsys.readouterr().err
+
+
+def test_a_malformed_tf_config_is_refused(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("TF_CONFIG", '{"cluster": {"worker": ["localhost"]}}')
+    code = cli.main(TINY + ["--epochs", "1", "--output", str(tmp_path / "r")])
+    assert code == 2 and "TF_CONFIG" in capsys.readouterr().err
+
+
+def test_plot_training_draws_two_runs_and_rejects_a_non_run(finished_run, tmp_path):
+    out = tmp_path / "curves.png"
+    result = subprocess.run([sys.executable, PLOT, str(finished_run), str(finished_run),
+                             "--output", str(out)], capture_output=True, text=True,
+                            env=env(), timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    result = subprocess.run([sys.executable, PLOT, str(tmp_path)], capture_output=True,
+                            text=True, env=env(), timeout=120)
+    assert result.returncode == 2 and "has no history.csv" in result.stderr
+
+
+def test_a_killed_run_resumes_where_it_stopped(tmp_path):
+    """SIGKILL after the first checkpoint; the same command then finishes
+    the run, repeating at most the epoch that was interrupted."""
+    output = tmp_path / "run"
+    command = [sys.executable, TRAIN] + TINY + ["--epochs", "4", "--output", str(output)]
+    first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             text=True, env=env())
+    deadline = time.time() + 240
+    while not (output / "checkpoints" / "checkpoint").exists():
+        assert first.poll() is None, first.stdout.read()
+        assert time.time() < deadline, "no checkpoint within 240 s"
+        time.sleep(0.05)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    assert not (output / "model.keras").exists()
+    second = subprocess.run(command, capture_output=True, text=True, env=env(),
+                            timeout=300)
+    assert second.returncode == 0, second.stdout + second.stderr[-2000:]
+    resumed = [line for line in second.stdout.splitlines() if "resuming" in line]
+    assert resumed, second.stdout
+    restored = int(resumed[0].rsplit(" ", 1)[-1])
+    assert restored >= 1
+    ran = [int(line.split()[1].split("/")[0]) for line in second.stdout.splitlines()
+           if line.startswith("epoch ")]
+    assert ran == list(range(restored + 1, 5))
+    assert [r["epoch"] for r in history.read(output / "history.csv")] == [1, 2, 3, 4]
+    assert (output / "model.keras").exists()
+
+
+TWO_DEVICES = textwrap.dedent("""
+    import json, sys, tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(
+        cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    tf.distribute.MirroredStrategy = (lambda f: lambda *a, **k: f(["/cpu:0", "/cpu:1"]))(
+        tf.distribute.MirroredStrategy)
+    from keras_bam.training import cli
+    out = sys.argv[1]
+    tiny = %r
+    assert cli.main(tiny + ["--strategy", "mirrored", "--batch-size", "31",
+                            "--output", out + "/odd", "--epochs", "1"]) == 2
+    assert cli.main(tiny + ["--strategy", "mirrored", "--output", out + "/ok",
+                            "--epochs", "1"]) == 0
+    config = json.load(open(out + "/ok/config.json"))
+    print("replicas", config["replicas"], "sync", config["sync_batch_norm"])
+""") % TINY
+
+
+def test_mirrored_on_two_logical_cpus(tmp_path):
+    result = subprocess.run([sys.executable, "-c", TWO_DEVICES, str(tmp_path)],
+                            capture_output=True, text=True, env=env(), timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr[-3000:]
+    assert "replicas 2 sync True" in result.stdout
+    assert "not divisible by the 2 replicas" in result.stderr
+
+
+def free_ports(count):
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def test_two_workers_end_with_identical_weights_and_only_the_chief_writes(tmp_path):
+    """MultiWorkerMirroredStrategy, two processes on 127.0.0.1: the custom
+    loop works where Keras 3 model.fit does not (keras-team/keras#20585)."""
+    workers = [f"127.0.0.1:{p}" for p in free_ports(2)]
+    output = tmp_path / "run"
+    processes = []
+    for index in range(2):
+        tf_config = json.dumps({"cluster": {"worker": workers},
+                                "task": {"type": "worker", "index": index}})
+        processes.append(subprocess.Popen(
+            [sys.executable, TRAIN] + TINY + ["--epochs", "1", "--strategy",
+                                              "multi_worker", "--output", str(output)],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            env=env(TF_CONFIG=tf_config)))
+    outputs = []
+    for process in processes:
+        try:
+            out, _ = process.communicate(timeout=300)
+        finally:
+            process.kill()
+        assert process.returncode == 0, out[-3000:]
+        outputs.append(out)
+    digests = [[line for line in out.splitlines() if line.startswith("weights digest")]
+               for out in outputs]
+    assert digests[0] and digests[0] == digests[1], digests
+    assert "2 replica(s)" in outputs[0]
+    assert "wrote" in outputs[0] and "wrote" not in outputs[1]
+    assert (output / "model.keras").exists()
+    assert sorted(p.name for p in (output / "checkpoints").iterdir() if "ckpt-" in p.name)
