@@ -1,0 +1,169 @@
+"""Quantization-aware training (QAT) of Keras 3 BAM models with tfmot.
+
+tensorflow-model-optimization (tfmot) 0.8 quantizes only legacy Keras
+(`tf_keras`) models, and importing it switches `tf.keras` to legacy Keras
+for the whole process. So the legacy half runs in a child process started
+with TF_USE_LEGACY_KERAS=1 (`keras_bam.qat.worker`), and this module, the
+half the user's process runs, imports neither tfmot nor tf_keras:
+
+1. the Keras 3 model is saved to a temporary `.keras` file;
+2. the child builds its legacy twin, BAM as a block of standard layers so
+   that tfmot quantizes BAM's insides (`keras_bam.qat.legacy`), checks it
+   computes the same outputs, quantizes, fine-tunes and converts it to a
+   full-integer int8 file (`keras_bam.qat.quantize`), and writes the
+   fine-tuned float weights back into the Keras 3 model;
+3. here, that file goes through the same checks and atomic write as every
+   export (`keras_bam.export.export_tflite`, quantization "qat"), and the
+   report compares the held-out accuracy of the float model, of its
+   post-training int8 file and of the QAT file.
+
+`keras_bam.qat.legacy` also carries BAM and the rewriter's placement to
+`tf_keras.applications` models, for legacy-Keras users (`insert_bam` there).
+"""
+
+import importlib.util
+import os
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+
+# (module, pip name) that the legacy half needs.
+REQUIREMENTS = (("tensorflow_model_optimization", "tensorflow-model-optimization"),
+                ("tf_keras", "tf_keras"))
+INSTALL_HINT = "pip install 'keras-bam[qat]'"
+
+
+def missing_requirements():
+    """pip names of what QAT needs and is not installed (nothing imported)."""
+    return [pip for module, pip in REQUIREMENTS
+            if importlib.util.find_spec(module) is None]
+
+
+def legacy_environment():
+    """os.environ for a child process that runs on legacy Keras."""
+    package_root = os.path.dirname(os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__))))
+    path = os.pathsep.join(p for p in (package_root,
+                                       os.environ.get("PYTHONPATH")) if p)
+    return {**os.environ, "TF_USE_LEGACY_KERAS": "1",
+            "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": path}
+
+
+def run_qat(model, images, labels, epochs=2, learning_rate=1e-3,
+            input_type="int8", seed=0, timeout=1800):
+    """Quantization-aware fine-tuning of a Keras 3 model, in a child process.
+
+    Args:
+        model: a Keras 3 Functional image model (BAM layers welcome) taking
+            the same inputs as `images`.
+        images, labels: training images and integer labels to fine-tune
+            on (a calibration/training split, never the held-out one).
+        epochs: fine-tuning epochs (Adam, cosine decay to 0 from
+            `learning_rate`).
+        input_type: the int8 file's input and output type, "int8", "uint8"
+            or "float32".
+
+    Returns:
+        (fine-tuned Keras 3 model, .tflite bytes, details dict from the
+        child: twin difference, loss, ...). Raises `QATError` with the
+        child's message when it fails.
+    """
+    import keras
+
+    missing = missing_requirements()
+    if missing:
+        raise QATError(f"Quantization-aware training needs {' and '.join(missing)}"
+                       f": {INSTALL_HINT}.")
+    with tempfile.TemporaryDirectory(prefix="keras_bam_qat_") as folder:
+        model_path = os.path.join(folder, "model.keras")
+        data_path = os.path.join(folder, "data.npz")
+        model.save(model_path)
+        np.savez(data_path, images=np.asarray(images, np.float32),
+                 labels=np.asarray(labels))
+        command = [sys.executable, "-m", "keras_bam.qat.worker", model_path,
+                   data_path, folder, "--epochs", str(epochs),
+                   "--learning-rate", str(learning_rate), "--input-type",
+                   input_type, "--seed", str(seed)]
+        try:
+            child = subprocess.run(command, capture_output=True, text=True,
+                                   timeout=timeout, env=legacy_environment())
+        except subprocess.TimeoutExpired:
+            raise QATError(f"quantization-aware training did not finish in "
+                           f"{timeout} s") from None
+        if child.returncode != 0:
+            errors = [line for line in child.stderr.splitlines()
+                      if line.startswith("error: ")]
+            message = (errors[-1][len("error: "):] if errors else
+                       " | ".join(child.stderr.strip().splitlines()[-3:]))
+            raise QATError(message, usage=child.returncode == 2)
+        with open(os.path.join(folder, "qat.tflite"), "rb") as f:
+            content = f.read()
+        import json
+
+        with open(os.path.join(folder, "result.json")) as f:
+            details = json.load(f)
+        import keras_bam  # noqa: F401 - registers BAM for loading
+
+        finetuned = keras.saving.load_model(
+            os.path.join(folder, "finetuned.keras"))
+    return finetuned, content, details
+
+
+class QATError(Exception):
+    """Quantization-aware training failed; `usage` is True when the model
+    or the installation is the cause (the message says what to do)."""
+
+    def __init__(self, message, usage=True):
+        super().__init__(message)
+        self.usage = usage
+
+
+def export_qat(model, output, calibration, held_out, epochs=2,
+               learning_rate=1e-3, input_type="int8",
+               num_calibration_samples=500, seed=0, **export_kwargs):
+    """Fine-tunes `model` with QAT and exports the verified int8 file.
+
+    The same checks and atomic write as `keras_bam.export.export_tflite`
+    (whose remaining arguments `export_kwargs` takes). The report's
+    `accuracy_comparison` holds, on `held_out`, the accuracy of `model`
+    ("float"), of its post-training int8 file ("int8", calibrated on
+    `num_calibration_samples` images as `--quantization int8` would be), of
+    the fine-tuned float weights ("qat_float") and of the QAT file ("qat").
+
+    Returns:
+        (report, fine-tuned Keras 3 model, details from `run_qat`).
+    """
+    from keras_bam.export import exporter, litert, verify
+    from keras_bam.export.convert import to_tflite
+
+    comparison = {}
+    if held_out is not None and held_out.labels is not None:
+        labels = held_out.labels
+        accuracy = lambda y: float(np.mean(np.argmax(y, -1) == labels))  # noqa: E731
+        comparison["float"] = accuracy(
+            model.predict(held_out.images, batch_size=64, verbose=0))
+        ptq = to_tflite(model, "int8",
+                        representative_data=calibration.images[
+                            :num_calibration_samples],
+                        input_type=input_type)
+        if litert.xnnpack_check(ptq)["ok"]:  # only a file that ran isolated
+            comparison["int8"] = verify.compare(
+                model, ptq, held_out.images, labels).tflite_accuracy
+    try:
+        finetuned, content, details = run_qat(
+            model, calibration.images, calibration.labels, epochs=epochs,
+            learning_rate=learning_rate, input_type=input_type, seed=seed)
+    except QATError as error:
+        if error.usage:
+            raise exporter.ExportError(str(error)) from None
+        raise
+    report = exporter.export_tflite(
+        finetuned, output, quantization="qat", calibration=calibration,
+        held_out=held_out, input_type=input_type, content=content,
+        accuracy_comparison=comparison,
+        calibration_info={"source": calibration.source,
+                          "quantization_aware_training": details},
+        **export_kwargs)
+    return report, finetuned, details

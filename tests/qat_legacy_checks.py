@@ -1,0 +1,182 @@
+"""The legacy-Keras half of tests/test_qat.py, run as its own process.
+
+    TF_USE_LEGACY_KERAS=1 python tests/qat_legacy_checks.py OUT.json
+
+tests/test_qat.py starts it (importing tf_keras or tfmot would switch the
+pytest process to legacy Keras), reads the measurements it writes, and
+makes the assertions. Nothing is imported at module level, because pytest's
+doctest collection imports every module under tests/.
+"""
+
+import json
+import sys
+import types
+
+# (backbone constructor, keyword arguments): small widths, same placement.
+APPLICATIONS = {
+    "MobileNet": {"alpha": 0.25},
+    "MobileNetV2": {"alpha": 0.35},
+    "ResNet50": {},
+}
+VARIANTS = [
+    {},
+    {"variant": "official", "gate_activation": "tanh"},
+    {"combine": "max", "num_dilated_convs": 1, "dilation_rate": 2},
+    {"use_channel_gate": False},
+]
+
+
+def _randomize_batch_norms(layers, rng):
+    """Moving statistics and affine weights away from their initial values,
+    so that a wrong or missing batch norm shows in the outputs."""
+    for layer in layers:
+        if type(layer).__name__ == "BatchNormalization":
+            shapes = [w.shape for w in layer.get_weights()]
+            layer.set_weights([
+                rng.uniform(0.5, 1.5, shapes[0]), rng.normal(0, 0.2, shapes[1]),
+                rng.normal(0, 0.2, shapes[2]), rng.uniform(0.5, 2.0, shapes[3])])
+
+
+def block_against_reference(rng):
+    """bam_block against the NumPy reference, with the block's own weights."""
+    import numpy as np
+    import tf_keras
+
+    import reference
+    from keras_bam.layers import BAM
+    from keras_bam.qat import legacy
+
+    errors = []
+    for kwargs in VARIANTS:
+        config = BAM(**kwargs).get_config()
+        inputs = tf_keras.Input((9, 11, 32))
+        output, made = legacy.bam_block(inputs, config, "bam")
+        model = tf_keras.Model(inputs, output)
+        _randomize_batch_norms(model.layers, rng)
+        for layer in model.layers:  # nonzero biases too
+            if getattr(layer, "bias", None) is not None:
+                layer.bias.assign(rng.normal(0, 0.1, layer.bias.shape))
+        get = made.get
+        gates = {
+            "channel_gate": types.SimpleNamespace(
+                fc_0=get("channel_gate/fc_0"), bn_0=get("channel_gate/bn_0"),
+                fc_final=get("channel_gate/fc_final"),
+                bn_final=get("channel_gate/bn_final")),
+            "spatial_gate": types.SimpleNamespace(
+                hidden_convs=[made[p] for p in made
+                              if p.startswith("spatial_gate/conv_")
+                              and p != "spatial_gate/conv_final"],
+                hidden_bns=[made[p] for p in made
+                            if p.startswith("spatial_gate/bn_")
+                            and p != "spatial_gate/bn_final"],
+                conv_final=get("spatial_gate/conv_final"),
+                bn_final=get("spatial_gate/bn_final")),
+        }
+        layer = types.SimpleNamespace(
+            use_channel_gate=config["use_channel_gate"],
+            channel_gate=gates["channel_gate"] if config["use_channel_gate"]
+            else None,
+            spatial_gate=gates["spatial_gate"] if config["use_spatial_gate"]
+            else None)
+        x = rng.normal(size=(2, 9, 11, 32)).astype("float32")
+        expected = reference.bam(x, reference.weights_of(layer), **kwargs)
+        actual = model.predict(x, verbose=0)
+        errors.append(float(np.max(np.abs(actual - expected))))
+    return errors
+
+
+def twin_and_back(rng):
+    """Keras 3 model -> twin (outputs compared), a training step on the
+    twin, then its weights back into the Keras 3 model (compared again)."""
+    import keras
+    import numpy as np
+    import tf_keras
+
+    from keras_bam.applications import SmallCNN
+    from keras_bam.qat import legacy
+
+    results = []
+    for kwargs in VARIANTS[:3]:
+        keras.utils.set_random_seed(0)
+        inputs = keras.Input((32, 32, 3), name="pixels")
+        x = keras.layers.Rescaling(1 / 255.0)(inputs)
+        net = SmallCNN(input_shape=(32, 32, 3), widths=(8, 16, 16),
+                       blocks_per_stage=1, **kwargs)
+        model = keras.Model(inputs, net(x))  # nested, as the default model
+        _randomize_batch_norms(list(model._flatten_layers()), rng)
+        images = rng.uniform(0, 255, (16, 32, 32, 3)).astype("float32")
+        twin, pairs = legacy.legacy_twin(model)
+        before = model.predict(images, verbose=0)
+        twin_diff = float(np.max(np.abs(twin.predict(images, verbose=0) - before)))
+        twin.compile(tf_keras.optimizers.SGD(0.1),
+                     tf_keras.losses.SparseCategoricalCrossentropy(
+                         from_logits=True))
+        twin.fit(images, np.arange(16) % 10, epochs=1, verbose=0)
+        trained = twin.predict(images, verbose=0)
+        copied = legacy.copy_back(pairs, twin)
+        after = model.predict(images, verbose=0)
+        results.append({
+            "twin_diff": twin_diff, "scale": float(np.max(np.abs(before))),
+            "training_moved": float(np.max(np.abs(trained - before))),
+            "back_diff": float(np.max(np.abs(after - trained))),
+            "copied": copied,
+            "weighted_layers": sum(1 for k, _ in pairs if k.weights),
+            "bam_sublayers_in_twin": sum(
+                1 for _, t in pairs if "_bam_" in t.name or
+                t.name.startswith(("stage1_bam", "stage2_bam")))})
+    return results
+
+
+def applications():
+    """Placement and parameters of BAM in tf_keras.applications models, and
+    tfmot accepting the result."""
+    import tf_keras
+
+    from keras_bam.qat import quantize, rewrite
+
+    found = {}
+    for name, kwargs in APPLICATIONS.items():
+        backbone = getattr(tf_keras.applications, name)(
+            weights=None, input_shape=(224, 224, 3), **kwargs)
+        anchors = rewrite.find_bottlenecks(backbone)
+        model = rewrite.insert_bam(backbone)
+        count = lambda m: sum(int(w.shape.num_elements())  # noqa: E731
+                              for w in m.trainable_weights)
+        entry = {
+            "anchors": anchors,
+            "channels": [int(backbone.get_layer(a).output.shape[-1])
+                         for a in anchors],
+            "added_params": count(model) - count(backbone),
+            "bam_outputs": [layer.name for layer in model.layers
+                            if layer.name.endswith("_bam")],
+            "backbone_unchanged": len(backbone.layers),
+        }
+        if name == "MobileNet":  # tfmot takes the BAM blocks
+            quantized = quantize.quantize_model(model)
+            wrapped = [getattr(layer, "layer", layer).name
+                       for layer in quantized.layers
+                       if type(layer).__name__ == "QuantizeWrapperV2"]
+            entry["bam_layers_wrapped"] = sum(
+                1 for n in wrapped if "_bam_" in n or n.endswith("_bam"))
+            entry["bam_layers"] = sum(
+                1 for layer in model.layers if "_bam_" in layer.name
+                or layer.name.endswith("_bam"))
+        found[name] = entry
+    return found
+
+
+def main(path):
+    import numpy as np
+
+    rng = np.random.default_rng(1807_06514)
+    results = {
+        "block_errors": block_against_reference(rng),
+        "twins": twin_and_back(rng),
+        "applications": applications(),
+    }
+    with open(path, "w") as f:
+        json.dump(results, f)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
