@@ -13,8 +13,9 @@ import sys
 import time
 
 from keras_bam.export import images as image_sources
+from keras_bam.qat import QATError  # imports neither tfmot nor tf_keras
 
-QUANTIZATION_CHOICES = ("int8", "float16", "dynamic", "float32")
+QUANTIZATION_CHOICES = ("int8", "float16", "dynamic", "float32", "qat")
 PREPROCESSING = {
     # Maps pixels in [0, 255] to what the model expects.
     "none": None,
@@ -22,6 +23,7 @@ PREPROCESSING = {
     "unit": (1 / 255.0, 0.0),  # [0, 1]
 }
 DEFAULT_OUTPUT = "out/export/bam_small_cnn_digits_int8.tflite"
+QAT_EPOCHS = 2
 
 
 def build_parser():
@@ -43,7 +45,10 @@ def build_parser():
         help="int8: full integer, every op int8, calibrated on "
              "--representative-data (default); float16: float16 weights; "
              "dynamic: int8 weights, float activations; float32: no "
-             "quantization")
+             "quantization; qat: full integer int8 after quantization-aware "
+             "fine-tuning on --representative-data with "
+             "tensorflow-model-optimization (pip install 'keras-bam[qat]'), "
+             "in a child process on legacy Keras")
     parser.add_argument(
         "--representative-data", metavar="SOURCE",
         default=image_sources.EMBEDDED,
@@ -94,6 +99,10 @@ def build_parser():
     parser.add_argument(
         "--epochs", type=int, default=6,
         help="training epochs of the default model (default 6)")
+    parser.add_argument(
+        "--qat-epochs", type=int, default=QAT_EPOCHS, metavar="N",
+        help="with --quantization qat: fine-tuning epochs on the training "
+             f"split (default {QAT_EPOCHS})")
     parser.add_argument("--seed", type=int, default=0, help="random seed")
     return parser
 
@@ -115,11 +124,18 @@ def _run(args):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from keras_bam.export import exporter
 
-    for name in ("num_calibration_samples", "epochs"):
+    for name in ("num_calibration_samples", "epochs", "qat_epochs"):
         if getattr(args, name) < 1:
             raise _Usage(f"--{name.replace('_', '-')} must be at least 1.")
     if args.min_agreement is not None and not 0 <= args.min_agreement <= 1:
         raise _Usage("--min-agreement must be between 0 and 1.")
+    if args.quantization == "qat":
+        from keras_bam import qat
+
+        missing = qat.missing_requirements()
+        if missing:
+            raise _Usage(f"--quantization qat needs {' and '.join(missing)}, "
+                         f"which are not installed: {qat.INSTALL_HINT}")
     start = time.perf_counter()
     model = _load_model(args.model) if args.model else None
     size, channels = _image_shape(model) if model is not None else (
@@ -139,17 +155,24 @@ def _run(args):
                                     seed=args.seed)
     model = _with_preprocessing(model, args.preprocessing)
     labels_path = args.labels or _default_labels_path(args.output)
+    options = dict(
+        calibration=calibration, held_out=held_out, input_type=args.input_type,
+        batch_size=None if args.dynamic_batch else 1,
+        min_agreement=args.min_agreement, latency_runs=args.latency_runs,
+        report_path=args.report,
+        num_calibration_samples=args.num_calibration_samples)
     try:
-        report = exporter.export_tflite(
-            model, args.output, quantization=args.quantization,
-            calibration=calibration, held_out=held_out,
-            input_type=args.input_type,
-            batch_size=None if args.dynamic_batch else 1,
-            min_agreement=args.min_agreement, latency_runs=args.latency_runs,
-            report_path=args.report,
-            num_calibration_samples=args.num_calibration_samples)
+        if args.quantization == "qat":
+            report = _export_qat(model, args, options)
+        else:
+            report = exporter.export_tflite(
+                model, args.output, quantization=args.quantization, **options)
     except exporter.ExportError as error:
         raise _Usage(str(error)) from None
+    except QATError as error:  # not the user's input: a failed run
+        print(f"error: quantization-aware training failed: {error}",
+              file=sys.stderr)
+        return 1
     except exporter.VerificationError as error:
         print(error.report)
         print(f"rejected: {error}. Nothing was written to {args.output}.",
@@ -163,6 +186,21 @@ def _run(args):
         print(f"{'labels':<22}{labels_path}")
     print(f"{'total time':<22}{time.perf_counter() - start:.1f} s")
     return 0
+
+
+def _export_qat(model, args, options):
+    from keras_bam import qat
+
+    if options["calibration"].labels is None:
+        raise _Usage("--quantization qat fine-tunes on labelled images; "
+                     f"'{args.representative_data}' has no labels.")
+    print(f"quantization-aware training: {args.qat_epochs} epoch(s) on "
+          f"{len(options['calibration'])} images, in a child process on "
+          "legacy Keras ...", flush=True)
+    options["input_type"] = options["input_type"] or "int8"
+    report, _, _ = qat.export_qat(model, args.output, epochs=args.qat_epochs,
+                                  seed=args.seed, **options)
+    return report
 
 
 def _load_model(path):

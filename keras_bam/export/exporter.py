@@ -17,9 +17,13 @@ from keras_bam.export import verify
 from keras_bam.export.convert import to_tflite
 from keras_bam.export.litert import inspect_tflite, xnnpack_check
 
-# Minimum top-1 agreement with the float model, by quantization.
+# Minimum top-1 agreement with the float model, by quantization. "qat" is
+# an int8 file from quantization-aware training (keras_bam.qat), compared
+# with the fine-tuned float weights it came with.
 DEFAULT_MIN_AGREEMENT = {"int8": 0.99, "float16": 0.999, "dynamic": 0.99,
-                         "float32": 0.999}
+                         "float32": 0.999, "qat": 0.98}
+# Quantizations whose files are full-integer: every op int8.
+FULL_INTEGER = ("int8", "qat")
 
 
 class ExportError(Exception):
@@ -54,6 +58,9 @@ class ExportReport:
     bam_layers: list  # (name, feature shape, MACs)
     bam_mac_share: float | None
     calibration: dict
+    # {"float": ..., "int8": ..., "qat": ...}: held-out accuracy of the
+    # original float model, its post-training int8 file and the QAT file.
+    accuracy_comparison: dict | None = None
     status: str = "ok"
     problems: list = dataclasses.field(default_factory=list)
 
@@ -96,6 +103,10 @@ class ExportReport:
                              f"TFLite {a.tflite_accuracy:.4f}")
             lines.append(f"{'output difference':<22}max {a.max_abs_diff:.3g}, "
                          f"mean {a.mean_abs_diff:.3g}")
+        if self.accuracy_comparison:
+            lines.append(f"{'accuracy compared':<22}" + ", ".join(
+                f"{_COMPARED[k]} {v:.4f}"
+                for k, v in self.accuracy_comparison.items()))
         if self.bam_layers:
             names = ", ".join(f"{n} {tuple(s)}" for n, s, _ in self.bam_layers)
             lines.append(f"{'BAM layers':<22}{names}")
@@ -105,10 +116,15 @@ class ExportReport:
         return "\n".join(lines)
 
 
+_COMPARED = {"float": "float (before QAT)", "int8": "post-training int8",
+             "qat_float": "QAT float", "qat": "QAT int8"}
+
+
 def export_tflite(model, output, quantization="int8", calibration=None,
                   held_out=None, input_type=None, batch_size=1,
                   min_agreement=None, latency_runs=50, report_path=None,
-                  num_calibration_samples=500):
+                  num_calibration_samples=500, content=None,
+                  accuracy_comparison=None, calibration_info=None):
     """Converts `model`, verifies the file, and writes it to `output`.
 
     Args:
@@ -129,6 +145,14 @@ def export_tflite(model, output, quantization="int8", calibration=None,
             (default: 0.99 for int8 and dynamic, 0.999 for float16/float32).
         latency_runs: timed runs per thread count (0: no latency).
         report_path: also write the report as JSON there.
+        content: the file, already converted (`quantization="qat"`: by
+            `keras_bam.qat`, from the fine-tuned `model`); it gets every
+            check of a converted one.
+        accuracy_comparison: held-out accuracies of other versions of the
+            model, shown in the report beside `model`'s ("qat_float") and
+            the file's (under the `quantization` key).
+        calibration_info: with `content`, what set the file's ranges (for
+            "qat": the fine-tuning), for the report.
 
     Returns:
         The `ExportReport`. Raises `VerificationError` (file not written,
@@ -138,22 +162,27 @@ def export_tflite(model, output, quantization="int8", calibration=None,
     _check_writable(output)
     if min_agreement is None:
         min_agreement = DEFAULT_MIN_AGREEMENT[quantization]
-    if quantization == "int8":
+    integer = quantization in FULL_INTEGER
+    if integer:
         input_type = input_type or "int8"
     elif input_type not in (None, "float32"):
         raise ExportError(f"--input-type {input_type} needs --quantization int8.")
-    calibration_info = {}
+    if (content is None) == (quantization == "qat"):
+        raise ExportError("quantization='qat' takes the file from "
+                          "keras_bam.qat (content=...), and only it does.")
+    calibration_info = dict(calibration_info or {})
     samples = None
-    if quantization == "int8":
+    if quantization == "int8" and content is None:
         if calibration is None or len(calibration) == 0:
             raise ExportError("int8 needs calibration images.")
         samples = calibration.images[:num_calibration_samples]
         calibration_info = {"source": calibration.source, "samples": len(samples)}
 
     float32 = to_tflite(model, "float32", batch_size=batch_size)
-    content = _convert(model, quantization, samples, batch_size, input_type)
-    tiny = verify.tiny_scales(content) if quantization == "int8" else []
-    if tiny and len(calibration) > len(samples):
+    if content is None:
+        content = _convert(model, quantization, samples, batch_size, input_type)
+    tiny = verify.tiny_scales(content) if integer else []
+    if tiny and samples is not None and len(calibration) > len(samples):
         # Ours to fix first: a range that was constant on too few images.
         samples = calibration.images
         content = _convert(model, quantization, samples, batch_size, input_type)
@@ -173,7 +202,7 @@ def export_tflite(model, output, quantization="int8", calibration=None,
     if not check["ok"]:
         problems.append("XNNPACK did not take the file: "
                         f"{check['error'] or 'no partition was delegated'}")
-    if quantization == "int8" and graph.float_ops:
+    if integer and graph.float_ops:
         problems.append("ops left in float in a full-integer file: "
                         + ", ".join(sorted(set(graph.float_ops))))
 
@@ -183,6 +212,10 @@ def export_tflite(model, output, quantization="int8", calibration=None,
         if held_out is not None and len(held_out):
             agreement = verify.compare(model, content, held_out.images,
                                        held_out.labels)
+            if accuracy_comparison is not None and agreement.keras_accuracy is not None:
+                accuracy_comparison = {**accuracy_comparison,
+                                       "qat_float": agreement.keras_accuracy,
+                                       quantization: agreement.tflite_accuracy}
             if agreement.top1_agreement < min_agreement:
                 problems.append(
                     f"top-1 agreement {agreement.top1_agreement:.4f} is below "
@@ -204,6 +237,7 @@ def export_tflite(model, output, quantization="int8", calibration=None,
         min_agreement=min_agreement, latency=latencies,
         bam_layers=bam_layers, bam_mac_share=share,
         calibration=calibration_info,
+        accuracy_comparison=accuracy_comparison,
     )
     if problems:
         report.status = "rejected, not written"
