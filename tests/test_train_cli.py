@@ -217,3 +217,39 @@ def test_two_workers_end_with_identical_weights_and_only_the_chief_writes(tmp_pa
     assert "wrote" in outputs[0] and "wrote" not in outputs[1]
     assert (output / "model.keras").exists()
     assert sorted(p.name for p in (output / "checkpoints").iterdir() if "ckpt-" in p.name)
+
+
+def test_mixed_float16_trains_with_loss_scaling_and_saves_float32(tmp_path):
+    output = tmp_path / "fp16"
+    assert cli.main(TINY + ["--epochs", "1", "--mixed-precision", "float16",
+                            "--output", str(output)]) == 0
+    assert keras.mixed_precision.global_policy().name == "float32"
+    config = json.loads((output / "config.json").read_text())
+    assert config["dtype_policy"] == "mixed_float16"
+    rows = history.read(output / "history.csv")
+    assert np.isfinite(rows[0]["loss"]) and np.isfinite(rows[0]["eval_loss"])
+    model = keras.saving.load_model(output / "model.keras")
+    assert {layer.dtype_policy.name for layer in model._flatten_layers()} == {"float32"}
+
+
+def test_ablation_trains_each_variant_alike_and_tabulates(tmp_path):
+    from keras_bam.training import ablation
+
+    rows = ablation.run_ablation(
+        tmp_path, ["baseline", "bam", "channel_only"], log=lambda line: None,
+        epochs=1, batch_size=32, steps_per_epoch=3, image_size=16, progress=False)
+    by_name = {r.variant: r for r in rows}
+    configs = {name: json.loads((tmp_path / name / "config.json").read_text())
+               for name in by_name}
+    # Same data, seed and budget; only BAM differs.
+    assert len({json.dumps({k: v for k, v in c["run"].items()
+                            if k not in ("output", "bam", "bam_options")})
+                for c in configs.values()}) == 1
+    bam = keras.saving.load_model(tmp_path / "bam" / "model.keras")
+    bam_params = sum(layer.count_params() for layer in bam._flatten_layers()
+                     if type(layer).__name__ == "BAM")
+    assert by_name["bam"].params - by_name["baseline"].params == bam_params
+    assert by_name["baseline"].params < by_name["channel_only"].params < by_name["bam"].params
+    table = ablation.format_table(rows)
+    assert table.count("\n") == 4 and "| channel_only |" in table
+    assert json.loads((tmp_path / "ablation.json").read_text())[1]["variant"] == "bam"
