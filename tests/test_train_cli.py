@@ -253,3 +253,22 @@ def test_ablation_trains_each_variant_alike_and_tabulates(tmp_path):
     table = ablation.format_table(rows)
     assert table.count("\n") == 4 and "| channel_only |" in table
     assert json.loads((tmp_path / "ablation.json").read_text())[1]["variant"] == "bam"
+
+
+def test_train_on_a_tfds_dataset_offline_through_mock_data(tmp_path):
+    """The real tensorflow-datasets path of examples/train.py (cifar100, its
+    recipe and 100 classes), fed by tfds.testing.mock_data."""
+    import tensorflow_datasets as tfds
+
+    output = tmp_path / "cifar100"
+    with tfds.testing.mock_data(num_examples=32):
+        code = cli.main(["--dataset", "cifar100", "--batch-size", "16", "--epochs", "1",
+                         "--no-progress", "--output", str(output)])
+    assert code == 0
+    config = json.loads((output / "config.json").read_text())
+    assert config["recipe"]["name"] == "cifar" and config["steps_per_epoch"] == 2
+    assert config["dataset"]["num_classes"] == 100
+    assert config["dataset"]["image_size"] == [32, 32]
+    assert config["learning_rate"] == pytest.approx(0.1 * 16 / 128)
+    metrics = json.loads((output / "metrics.json").read_text())
+    assert 0 <= metrics["top1_error"] <= 1
