@@ -266,41 +266,48 @@ def _replay_keras3(model, inputs, state):
     from keras_bam.layers import BAM
 
     known = {id(t): x for t, x in zip(model.inputs, inputs)}
+    for node in ready_nodes(model, known, lambda n: n.input_tensors):
+        operation = node.operation
+        args, kwargs = node.arguments.fill_in(known)
+        if isinstance(operation, Functional):
+            outputs = _replay_keras3(operation, keras.tree.flatten(args),
+                                     state)
+        elif isinstance(operation, BAM):
+            outputs, made = bam_block(args[0], operation.get_config(),
+                                      _unique(operation.name, state))
+            own = keras3_bam_sublayers(operation)
+            state["pairs"] += [(own[path], made[path]) for path in made]
+        elif isinstance(operation, keras.layers.Layer):
+            twin_layer = state["made"].get(id(operation))
+            if twin_layer is None:  # a shared layer stays shared
+                twin_layer = legacy_layer(operation)
+                twin_layer._name = _unique(operation.name, state)
+                state["made"][id(operation)] = twin_layer
+                state["pairs"].append((operation, twin_layer))
+            kwargs = {k: v for k, v in kwargs.items()
+                      if k not in ("training", "mask")}
+            outputs = twin_layer(*args, **kwargs)
+        else:
+            raise ValueError(
+                f"The model calls the bare operation "
+                f"'{type(operation).__name__}' ({operation.name}) in its "
+                "graph, which has no tf_keras layer to stand for it in "
+                "quantization-aware training. Wrap it in a standard layer "
+                "or export with --quantization int8.")
+        for tensor, value in zip(node.outputs, keras.tree.flatten(outputs)):
+            known[id(tensor)] = value
+    return [known[id(t)] for t in model.outputs]
+
+
+def ready_nodes(model, known, input_tensors):
+    """The call nodes of a Functional model (Keras 3 or tf_keras: both keep
+    `_nodes_by_depth`) in graph order, those whose `input_tensors(node)`
+    are all in `known` (ids of tensors already computed) when reached."""
     for depth in sorted(model._nodes_by_depth, reverse=True):
         for node in model._nodes_by_depth[depth]:
-            if node.is_input or any(id(t) not in known
-                                    for t in node.input_tensors):
-                continue
-            operation = node.operation
-            args, kwargs = node.arguments.fill_in(known)
-            if isinstance(operation, Functional):
-                outputs = _replay_keras3(operation, keras.tree.flatten(args),
-                                         state)
-            elif isinstance(operation, BAM):
-                outputs, made = bam_block(args[0], operation.get_config(),
-                                          _unique(operation.name, state))
-                own = keras3_bam_sublayers(operation)
-                state["pairs"] += [(own[path], made[path]) for path in made]
-            elif isinstance(operation, keras.layers.Layer):
-                twin_layer = state["made"].get(id(operation))
-                if twin_layer is None:  # a shared layer stays shared
-                    twin_layer = legacy_layer(operation)
-                    twin_layer._name = _unique(operation.name, state)
-                    state["made"][id(operation)] = twin_layer
-                    state["pairs"].append((operation, twin_layer))
-                kwargs = {k: v for k, v in kwargs.items()
-                          if k not in ("training", "mask")}
-                outputs = twin_layer(*args, **kwargs)
-            else:
-                raise ValueError(
-                    f"The model calls the bare operation "
-                    f"'{type(operation).__name__}' ({operation.name}) in its "
-                    "graph, which has no tf_keras layer to stand for it in "
-                    "quantization-aware training. Wrap it in a standard layer "
-                    "or export with --quantization int8.")
-            for tensor, value in zip(node.outputs, keras.tree.flatten(outputs)):
-                known[id(tensor)] = value
-    return [known[id(t)] for t in model.outputs]
+            if not node.is_input and all(id(t) in known
+                                         for t in input_tensors(node)):
+                yield node
 
 
 def _unique(name, state):

@@ -12,7 +12,7 @@ models are flat.
 Import only under legacy Keras (TF_USE_LEGACY_KERAS=1), as `legacy`.
 """
 
-from keras_bam.qat.legacy import bam_block, tf_keras
+from keras_bam.qat.legacy import bam_block, ready_nodes, tf_keras
 from keras_bam.rewrite import insert as keras3_insert
 from keras_bam.rewrite import placement
 from keras_bam.rewrite.graph import GraphNode, ModelGraph, _probe_shape
@@ -118,18 +118,14 @@ def replay(model, inputs, call):
     import tensorflow as tf
 
     known = {id(t): x for t, x in zip(model.inputs, inputs)}
-    for depth in sorted(model._nodes_by_depth, reverse=True):
-        for node in model._nodes_by_depth[depth]:
-            if node.is_input or any(id(t) not in known
-                                    for t in node.keras_inputs):
-                continue
-            swap = lambda v: known.get(id(v), v)  # noqa: E731
-            args = tf.nest.map_structure(swap, node.call_args)
-            kwargs = tf.nest.map_structure(swap, node.call_kwargs)
-            outputs = call(node.layer, args, kwargs)
-            for tensor, value in zip(tf.nest.flatten(node.outputs),
-                                     tf.nest.flatten(outputs)):
-                known[id(tensor)] = value
+    swap = lambda v: known.get(id(v), v)  # noqa: E731
+    for node in ready_nodes(model, known, lambda n: n.keras_inputs):
+        args = tf.nest.map_structure(swap, node.call_args)
+        kwargs = tf.nest.map_structure(swap, node.call_kwargs)
+        outputs = call(node.layer, args, kwargs)
+        for tensor, value in zip(tf.nest.flatten(node.outputs),
+                                 tf.nest.flatten(outputs)):
+            known[id(tensor)] = value
     return [known[id(t)] for t in model.outputs]
 
 
@@ -161,16 +157,7 @@ def insert_bam(model, after=None, name=None, **bam_kwargs):
 
     tk = tf_keras()
     graph = LegacyModelGraph(model)
-    if after is None:
-        anchors = placement.default_anchors(graph)
-        if not anchors:
-            raise ValueError(
-                f"Model '{model.name}' never downsamples its feature maps, so "
-                "it has no bottleneck for BAM. Name the layers to put BAM "
-                "after with `after=[...]`.")
-    else:
-        anchors = keras3_insert._resolve(graph, after)
-    keras3_insert._check_anchors(graph, anchors)
+    anchors = keras3_insert.choose_anchors(graph, after)
     config = BAM(**bam_kwargs).get_config()  # validates, fills defaults
     targets = {id(node.operation): node.name + keras3_insert._BAM_SUFFIX
                for node in anchors}

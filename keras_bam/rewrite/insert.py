@@ -82,24 +82,7 @@ def rewrite(model, after, share_weights, name, input_tensors, bam_kwargs):
     inputs, as in `keras.models.clone_model`."""
     model = as_functional(model)
     graph = ModelGraph(model)
-    if after is None:
-        existing = graph.bam_nodes()
-        if existing:
-            raise ValueError(
-                f"Model '{model.name}' already has BAM layers "
-                f"({', '.join(n.path for n in existing)}). insert_bam refuses "
-                "to add a second set at the default places; pass the original "
-                "backbone, or name the layers to add BAM after with "
-                "`after=[...]`.")
-        anchors = placement.default_anchors(graph)
-        if not anchors:
-            raise ValueError(
-                f"Model '{model.name}' never downsamples its feature maps, so "
-                "it has no bottleneck for BAM. Name the layers to put BAM "
-                "after with `after=[...]`.")
-    else:
-        anchors = _resolve(graph, after)
-    _check_anchors(graph, anchors)
+    anchors = choose_anchors(graph, after)
 
     bam_kwargs = dict(bam_kwargs)
     bam_kwargs.setdefault("data_format", graph.data_format)
@@ -140,6 +123,31 @@ def rewrite(model, after, share_weights, name, input_tensors, bam_kwargs):
     if name is not None and name != new_model.name:
         new_model = Functional(new_model.inputs, new_model.outputs, name=name)
     return new_model
+
+
+def choose_anchors(graph, after):
+    """The GraphNodes BAM goes after: the default bottlenecks when `after`
+    is None, else the named layers; checked, or a ValueError that says why.
+    Backend-agnostic: `keras_bam.qat.rewrite` uses it on tf_keras graphs."""
+    if after is None:
+        existing = graph.bam_nodes()
+        if existing:
+            raise ValueError(
+                f"Model '{graph.model.name}' already has BAM layers "
+                f"({', '.join(n.path for n in existing)}). insert_bam refuses "
+                "to add a second set at the default places; pass the original "
+                "backbone, or name the layers to add BAM after with "
+                "`after=[...]`.")
+        anchors = placement.default_anchors(graph)
+        if not anchors:
+            raise ValueError(
+                f"Model '{graph.model.name}' never downsamples its feature "
+                "maps, so it has no bottleneck for BAM. Name the layers to put "
+                "BAM after with `after=[...]`.")
+    else:
+        anchors = _resolve(graph, after)
+    _check_anchors(graph, anchors)
+    return anchors
 
 
 def _copy_weights(new_model, originals):
