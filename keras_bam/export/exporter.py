@@ -212,7 +212,8 @@ def export_tflite(model, output, quantization="int8", calibration=None,
         if held_out is not None and len(held_out):
             agreement = verify.compare(model, content, held_out.images,
                                        held_out.labels)
-            if accuracy_comparison is not None and agreement.keras_accuracy is not None:
+            if (accuracy_comparison is not None
+                    and agreement.keras_accuracy is not None):
                 accuracy_comparison = {**accuracy_comparison,
                                        "qat_float": agreement.keras_accuracy,
                                        quantization: agreement.tflite_accuracy}

@@ -1,7 +1,7 @@
 """Quantization-aware training (QAT) of Keras 3 BAM models with tfmot.
 
 tensorflow-model-optimization (tfmot) 0.8 quantizes only legacy Keras
-(`tf_keras`) models, and importing it switches `tf.keras` to legacy Keras
+(`tf_keras`) models, and importing it switches `tensorflow.keras` to legacy Keras
 for the whole process. So the legacy half runs in a child process started
 with TF_USE_LEGACY_KERAS=1 (`keras_bam.qat.worker`), and this module, the
 half the user's process runs, imports neither tfmot nor tf_keras:

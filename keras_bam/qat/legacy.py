@@ -8,7 +8,7 @@ not a layer but a block of standard layers in the model's own graph (see
 BAM and quantizes them like the rest of the network.
 
 Import this module only in a process started with TF_USE_LEGACY_KERAS=1
-(`keras_bam.qat` starts one): importing tfmot switches `tf.keras` to legacy
+(`keras_bam.qat` starts one): importing tfmot switches `tensorflow.keras` to legacy
 Keras for the whole process. Keras 3 (`import keras`) stays usable beside
 it, which is how a `.keras` model is read and its twin built here.
 """
@@ -25,7 +25,7 @@ def tf_keras():
         raise RuntimeError(
             "keras_bam.qat.legacy needs legacy Keras: start the process with "
             "TF_USE_LEGACY_KERAS=1 (keras_bam.qat.run_legacy does), so that "
-            "tensorflow-model-optimization and tf.keras agree on tf_keras.")
+            "tensorflow-model-optimization and tensorflow.keras agree on tf_keras.")
     import tf_keras as module
 
     return module
