@@ -16,9 +16,11 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 export: $(VENV)/.installed
 	$(PY) export/to_tflite.py
 
-# -n auto: one pytest worker per core (the suite takes about half the time).
+# -n auto: one pytest worker per core (the suite takes about half the time);
+# worksteal: an idle worker takes queued tests from a busy one, so the long
+# end-to-end tests do not leave one core idle at the end.
 test: $(VENV)/.installed
-	$(PY) -m pytest -q -n auto
+	$(PY) -m pytest -q -n auto --dist worksteal
 
 bench: $(VENV)/.installed
 	$(PY) benchmarks/bam_layer.py

@@ -110,16 +110,25 @@ def test_a_malformed_tf_config_is_refused(tmp_path, capsys, monkeypatch):
     assert code == 2 and "TF_CONFIG" in capsys.readouterr().err
 
 
-def test_plot_training_draws_two_runs_and_rejects_a_non_run(finished_run, tmp_path):
+def test_plot_training_draws_two_runs(finished_run, tmp_path):
     out = tmp_path / "curves.png"
     result = subprocess.run([sys.executable, PLOT, str(finished_run), str(finished_run),
                              "--output", str(out)], capture_output=True, text=True,
                             env=env(), timeout=120)
     assert result.returncode == 0, result.stderr
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    result = subprocess.run([sys.executable, PLOT, str(tmp_path)], capture_output=True,
-                            text=True, env=env(), timeout=120)
-    assert result.returncode == 2 and "has no history.csv" in result.stderr
+
+
+
+def test_plot_training_on_a_folder_without_a_run_is_one_line_and_exit_2(tmp_path, capsys):
+    import runpy
+
+    plot_training = runpy.run_path(PLOT)
+    assert plot_training["main"]([str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "has no history.csv" in err and len(err.strip().splitlines()) == 1
+    assert plot_training["main"]([str(tmp_path / "missing")]) == 2
+    assert "is not a folder" in capsys.readouterr().err
 
 
 def test_a_killed_run_resumes_where_it_stopped(tmp_path):
