@@ -30,8 +30,8 @@ from timing import measure, paired_ratio, summarize  # noqa: E402
 BACKBONES = ("ResNet50", "MobileNetV2")
 
 
-def compiled(model):
-    @tf.function
+def compiled(model, jit_compile=False):
+    @tf.function(jit_compile=jit_compile)
     def forward(x):
         return model(x, training=False)
 
@@ -43,7 +43,8 @@ def bench(backbone, size, batch_sizes, args):
         weights=None, input_shape=(size, size, 3))
     with_bam = keras_bam.insert_bam(plain, variant=args.variant)
     report = keras_bam.cost_report(with_bam)
-    run_plain, run_bam = compiled(plain), compiled(with_bam)
+    run_plain, run_bam = (compiled(plain, args.jit_compile),
+                          compiled(with_bam, args.jit_compile))
     rng = np.random.default_rng(args.seed)
     rows = []
     for batch_size in batch_sizes:
@@ -108,6 +109,9 @@ def parse_args(argv):
                              "that the script works; the numbers mean little")
     parser.add_argument("--json", metavar="PATH",
                         help="also write the results as JSON to PATH")
+    parser.add_argument("--jit-compile", action="store_true",
+                        help="compile both models with XLA (fuses BAM's "
+                             "element-wise tail into one pass)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     for name, full, quick in (("batch_sizes", [1, 32], [1, 2]),
@@ -132,7 +136,8 @@ def main(argv=None):
             for row in bench(backbone, args.size, args.batch_sizes, args)]
     print(", ".join(f"{k} {v}" for k, v in environment.items()))
     print(f"float32 inference, {args.repeats} timed calls after "
-          f"{max(args.warmup, 1)} warm-up; ms per batch (median, p90); "
+          f"{max(args.warmup, 1)} warm-up{', XLA' if args.jit_compile else ''}; "
+          "ms per batch (median, p90); "
           f"BAM(variant={args.variant!r}) at keras_bam.find_bottlenecks")
     print(format_table(rows))
     if args.json:
