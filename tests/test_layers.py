@@ -250,46 +250,49 @@ SAVE_CHECK = textwrap.dedent(
     import numpy as np
     import keras
     import keras_bam  # registers the layers: nothing else is imported
-    model = keras.saving.load_model(sys.argv[1])  # safe_mode=True
-    x = np.load(sys.argv[2])
-    np.save(sys.argv[3], model.predict(x, verbose=0))
+    x = np.load(sys.argv[1])
+    for path in sys.argv[2:]:
+        model = keras.saving.load_model(path)  # safe_mode=True
+        np.save(path + ".y.npy", model.predict(x, verbose=0))
     """
 )
+SAVED_VARIANTS = [
+    {},
+    {"variant": "official"},
+    {"combine": "max", "gate_activation": "tanh", "num_dilated_convs": 1},
+    {"use_spatial_gate": False, "kernel_regularizer": "l2"},
+]
 
 
-@pytest.mark.parametrize(
-    "bam_kwargs",
-    [
-        {},
-        {"variant": "official"},
-        {"combine": "max", "gate_activation": "tanh", "num_dilated_convs": 1},
-        {"use_spatial_gate": False, "kernel_regularizer": "l2"},
-    ],
-)
-def test_save_and_load_in_a_fresh_process(bam_kwargs, tmp_path, rng):
-    model = _small_model(**bam_kwargs)
+def test_save_and_load_in_a_fresh_process(tmp_path, rng):
+    """Each variant saved to .keras and loaded in safe mode by a process
+    that imports only keras_bam (one process for all, to save start-ups)."""
     x = rng.normal(size=(4, 16, 16, 3)).astype("float32")
-    # Train a little so that the batch-norm statistics are not the defaults.
-    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    model.fit(x, rng.integers(0, 4, size=4), verbose=0)
-    path = str(tmp_path / "m.keras")
-    model.save(path)
     np.save(tmp_path / "x.npy", x)
+    models, paths = [], []
+    for index, bam_kwargs in enumerate(SAVED_VARIANTS):
+        model = _small_model(**bam_kwargs)
+        # Train a little so that the batch-norm statistics are not the defaults.
+        model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        model.fit(x, rng.integers(0, 4, size=4), verbose=0)
+        paths.append(str(tmp_path / f"m{index}.keras"))
+        model.save(paths[-1])
+        models.append(model)
     subprocess.run(
-        [sys.executable, "-c", SAVE_CHECK, path, str(tmp_path / "x.npy"),
-         str(tmp_path / "y.npy")],
+        [sys.executable, "-c", SAVE_CHECK, str(tmp_path / "x.npy"), *paths],
         check=True,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
     )
-    np.testing.assert_array_equal(
-        np.load(tmp_path / "y.npy"), model.predict(x, verbose=0)
-    )
-    loaded = keras.saving.load_model(path)
-    assert loaded.get_layer("bam").get_config() == model.get_layer("bam").get_config()
-    all_layers = [
-        type(l).__name__ for l in loaded._flatten_layers(include_self=False)
-    ]
-    assert "Lambda" not in all_layers
+    for model, path in zip(models, paths, strict=True):
+        np.testing.assert_array_equal(
+            np.load(path + ".y.npy"), model.predict(x, verbose=0)
+        )
+        loaded = keras.saving.load_model(path)
+        assert loaded.get_layer("bam").get_config() == model.get_layer("bam").get_config()
+        all_layers = [
+            type(l).__name__ for l in loaded._flatten_layers(include_self=False)
+        ]
+        assert "Lambda" not in all_layers
 
 
 @pytest.mark.parametrize(
