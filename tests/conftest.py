@@ -23,3 +23,9 @@ def _clean_keras_state():
 @pytest.fixture
 def rng():
     return np.random.default_rng(1807_06514)
+
+
+def pytest_collection_modifyitems(items):
+    """The slow end-to-end tests first: spread over the xdist workers from
+    the start, they do not leave one core idle at the end of the suite."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

@@ -264,6 +264,7 @@ SAVED_VARIANTS = [
 ]
 
 
+@pytest.mark.slow
 def test_save_and_load_in_a_fresh_process(tmp_path, rng):
     """Each variant saved to .keras and loaded in safe mode by a process
     that imports only keras_bam (one process for all, to save start-ups)."""

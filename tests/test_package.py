@@ -42,6 +42,7 @@ def _readme_python_blocks():
     return re.findall(r"```python\n(.*?)```", text, flags=re.S)
 
 
+@pytest.mark.slow
 def test_readme_examples_run_as_written(tmp_path):
     blocks = _readme_python_blocks()
     assert blocks, "README.md has no ```python block"

@@ -45,6 +45,7 @@ def run_legacy_checks(part, folder):
     return json.loads(out.read_text())
 
 
+@pytest.mark.slow
 def test_legacy_bam_block_and_twin(tmp_path):
     results = run_legacy_checks("bam", tmp_path)
     # Paper, official + tanh, max with one dilated conv, spatial only; random
@@ -71,6 +72,7 @@ PAPER_PLACEMENT = {  # README's placement table
 }
 
 
+@pytest.mark.slow
 def test_placement_under_tf_keras(tmp_path):
     """The paper's bottlenecks, the parameters of the formula, one BAM
     output per anchor, and tfmot taking the blocks, on tf_keras models."""
@@ -158,6 +160,7 @@ def small_model_path(tmp_path_factory):
     return path
 
 
+@pytest.mark.slow
 def test_qat_command_end_to_end(small_model_path, digit_folder, tmp_path,
                                 capsys):
     """--quantization qat on a saved Keras 3 model: a full-integer file with

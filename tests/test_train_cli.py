@@ -131,6 +131,7 @@ def test_plot_training_on_a_folder_without_a_run_is_one_line_and_exit_2(tmp_path
     assert "is not a folder" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_a_killed_run_resumes_where_it_stopped(tmp_path):
     """SIGKILL after the first checkpoint; the same command then finishes
     the run, repeating at most the epoch that was interrupted."""
@@ -179,6 +180,7 @@ TWO_DEVICES = textwrap.dedent("""
 """) % TINY
 
 
+@pytest.mark.slow
 def test_mirrored_on_two_logical_cpus(tmp_path):
     result = subprocess.run([sys.executable, "-c", TWO_DEVICES, str(tmp_path)],
                             capture_output=True, text=True, env=env(), timeout=300)
@@ -197,6 +199,7 @@ def free_ports(count):
     return ports
 
 
+@pytest.mark.slow
 def test_two_workers_end_with_identical_weights_and_only_the_chief_writes(tmp_path):
     """MultiWorkerMirroredStrategy, two processes on 127.0.0.1: the custom
     loop works where Keras 3 model.fit does not (keras-team/keras#20585)."""
