@@ -9,10 +9,10 @@ never leaves a truncated or unverified `.tflite` there.
 import dataclasses
 import json
 import os
-import tempfile
 
 import numpy as np
 
+from keras_bam.atomic import write_atomically
 from keras_bam.export import verify
 from keras_bam.export.convert import to_tflite
 from keras_bam.export.litert import inspect_tflite, xnnpack_check
@@ -285,23 +285,6 @@ def _check_writable(path):
     if not os.access(folder, os.W_OK):
         raise ExportError(f"Cannot write to {folder}. Choose another --output "
                           "or fix the folder's permissions.")
-
-
-def write_atomically(path, data):
-    """Writes bytes to a temporary file beside `path`, then renames it."""
-    folder = os.path.dirname(os.path.abspath(path))
-    handle, temporary = tempfile.mkstemp(prefix=".tmp-", suffix=".partial",
-                                         dir=folder)
-    try:
-        with os.fdopen(handle, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
 
 
 def _json_default(value):

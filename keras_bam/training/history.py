@@ -6,8 +6,10 @@ describes the run that the checkpoints continue.
 """
 
 import csv
-import os
+import io
 import pathlib
+
+from keras_bam.atomic import write_atomically
 
 FIELDS = ("epoch", "loss", "accuracy", "eval_loss", "eval_top1_error",
           "eval_top5_error", "learning_rate", "images_per_second", "seconds")
@@ -48,12 +50,11 @@ def truncate(path, epoch):
     """Keeps the rows up to `epoch`, atomically."""
     path = pathlib.Path(path)
     rows = [r for r in read(path) if r["epoch"] <= epoch]
-    tmp = path.with_suffix(".tmp")
-    with tmp.open("w", newline="") as handle:
-        out = csv.DictWriter(handle, FIELDS)
-        out.writeheader()
-        out.writerows(rows)
-    os.replace(tmp, path)
+    text = io.StringIO(newline="")
+    out = csv.DictWriter(text, FIELDS)
+    out.writeheader()
+    out.writerows(rows)
+    write_atomically(path, text.getvalue())
 
 
 def load_run(run_dir):
@@ -109,8 +110,8 @@ def plot(run_dirs, path):
     figure.tight_layout()
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp.png")
-    figure.savefig(tmp, dpi=100)
+    image = io.BytesIO()
+    figure.savefig(image, format="png", dpi=100)
     plt.close(figure)
-    os.replace(tmp, path)
+    write_atomically(path, image.getvalue())
     return len(runs)

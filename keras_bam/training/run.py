@@ -28,6 +28,7 @@ import statistics
 
 import keras
 
+from keras_bam.atomic import write_atomically
 from keras_bam.layers import BAM
 from keras_bam.training import history as histories, models, strategy as strategies
 
@@ -327,9 +328,7 @@ def _metrics(rows, model, info, resolved, digest, cost_report):
 
 
 def _write_json(path, value):
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(value, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
+    write_atomically(path, json.dumps(value, indent=2, default=str) + "\n")
 
 
 def _save_model(model, path):
