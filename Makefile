@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 EXTRAS ?= cpu,export,test
 
-.PHONY: export test bench clean
+.PHONY: export test lint bench clean
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,9 @@ export: $(VENV)/.installed
 # end-to-end tests do not leave one core idle at the end.
 test: $(VENV)/.installed
 	$(PY) -m pytest -q -n auto --dist worksteal
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
 
 bench: $(VENV)/.installed
 	$(PY) benchmarks/bam_layer.py

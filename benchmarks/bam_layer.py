@@ -31,9 +31,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from timing import measure, paired_ratio, summarize  # noqa: E402
 
 import keras_bam  # noqa: E402
-from timing import measure, paired_ratio, summarize  # noqa: E402
 
 # (channels, height = width): after ResNet50's stages 1, 2 and 3 at 224x224.
 PLACEMENTS = ((256, 56), (512, 28), (1024, 14))
@@ -152,7 +152,7 @@ def bench_xla(channels, size, args):
     rows = []
     for mode in MODES:
         plain, xla = keras_step(layer, mode, False), keras_step(layer, mode, True)
-        times = measure({"plain": lambda: plain(x, dy), "xla": lambda: xla(x, dy)},
+        times = measure({"plain": lambda p=plain: p(x, dy), "xla": lambda f=xla: f(x, dy)},
                         args.warmup, args.repeats)
         rows.append({
             "table": "xla", "channels": channels, "size": size, "mode": mode,
@@ -189,8 +189,8 @@ def bench_torch(channels, size, args):
     for mode in MODES:
         ours, theirs = keras_step(layer, mode, False), torch_step(module, mode)
         times = measure(
-            {"keras": lambda: ours(x_tf, dy_tf),
-             "torch": lambda: theirs(x_torch, dy_torch)},
+            {"keras": lambda f=ours: f(x_tf, dy_tf),
+             "torch": lambda f=theirs: f(x_torch, dy_torch)},
             args.warmup, args.repeats)
         rows.append({
             "table": "torch", "channels": channels, "size": size, "mode": mode,

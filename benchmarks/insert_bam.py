@@ -23,9 +23,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from timing import measure, paired_ratio, summarize  # noqa: E402
 
 import keras_bam  # noqa: E402
-from timing import measure, paired_ratio, summarize  # noqa: E402
 
 BACKBONES = ("ResNet50", "MobileNetV2")
 
@@ -50,8 +50,8 @@ def bench(backbone, size, batch_sizes, args):
     for batch_size in batch_sizes:
         x = tf.constant(rng.uniform(0, 255, (batch_size, size, size, 3)),
                         dtype="float32")
-        times = measure({"plain": lambda: run_plain(x),
-                         "bam": lambda: run_bam(x)},
+        times = measure({"plain": lambda x=x: run_plain(x),
+                         "bam": lambda x=x: run_bam(x)},
                         args.warmup, args.repeats)
         rows.append({
             "backbone": backbone, "size": size, "batch_size": batch_size,

@@ -26,11 +26,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from timing import measure, paired_ratio, summarize  # noqa: E402
 
 import keras_bam  # noqa: E402
 from keras_bam.data import load_digits  # noqa: E402
 from keras_bam.export import to_tflite, xnnpack_check  # noqa: E402
-from timing import measure, paired_ratio, summarize  # noqa: E402
 
 
 def calibration_images(size, count):

@@ -13,6 +13,9 @@ from keras_bam.torch_weights import load_torch_weights
 __version__ = "0.1.0"
 
 __all__ = [
+    "applications",
+    "data",
+    "export",
     "AttentionMap",
     "BAM",
     "ChannelGate",

@@ -55,7 +55,9 @@ def attention_maps(model, images, batch_size=32):
     ...     weights=None, alpha=0.35, input_shape=(64, 64, 3))
     >>> maps = keras_bam.attention_maps(model, np.zeros((2, 64, 64, 3)))
     >>> [(m.name, m.spatial.shape, m.channel.shape) for m in maps]
-    [('block_2_add_bam', (2, 16, 16), (2, 8)), ('block_5_add_bam', (2, 8, 8), (2, 16)), ('block_12_add_bam', (2, 4, 4), (2, 32))]
+    [('block_2_add_bam', (2, 16, 16), (2, 8)),
+     ('block_5_add_bam', (2, 8, 8), (2, 16)),
+     ('block_12_add_bam', (2, 4, 4), (2, 32))]
     """
     probes = _probes(model, prefix="")
     if not probes:
@@ -73,7 +75,7 @@ def attention_maps(model, images, batch_size=32):
                 m = np.moveaxis(m, 1, -1)
             results[name].append(m.astype(np.float32))
     maps = []
-    for name, layer, _ in probes:
+    for name, _layer, _ in probes:
         m = np.concatenate(results[name])
         maps.append(AttentionMap(
             name=name,

@@ -6,8 +6,6 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-import keras_bam  # noqa: E402
-
 
 @pytest.fixture(autouse=True)
 def _clean_keras_state():

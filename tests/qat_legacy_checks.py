@@ -44,9 +44,9 @@ def _randomize_batch_norms(layers, rng):
 def block_against_reference(rng):
     """bam_block against the NumPy reference, with the block's own weights."""
     import numpy as np
+    import reference
     import tf_keras
 
-    import reference
     from keras_bam.layers import BAM
     from keras_bam.qat import legacy
 

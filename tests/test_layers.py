@@ -291,7 +291,7 @@ def test_save_and_load_in_a_fresh_process(tmp_path, rng):
         loaded = keras.saving.load_model(path)
         assert loaded.get_layer("bam").get_config() == model.get_layer("bam").get_config()
         all_layers = [
-            type(l).__name__ for l in loaded._flatten_layers(include_self=False)
+            type(sub).__name__ for sub in loaded._flatten_layers(include_self=False)
         ]
         assert "Lambda" not in all_layers
 

@@ -9,8 +9,8 @@ identity and zero biases are invisible, so a test would prove little.
 import keras
 import numpy as np
 import pytest
-
 import reference
+
 from keras_bam import BAM, ChannelGate, SpatialGate
 
 ATOL = 1e-5

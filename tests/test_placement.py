@@ -57,7 +57,7 @@ EXPECTED = {
 }
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def application(name, include_top=True, pooling=None, input_shape=(224, 224, 3),
                 **kwargs):
     return getattr(A, name)(weights=None, include_top=include_top,

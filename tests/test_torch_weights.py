@@ -11,8 +11,8 @@ import re
 import keras
 import numpy as np
 import pytest
-
 import reference
+
 from keras_bam import BAM, load_torch_weights
 
 ATOL = 1e-5

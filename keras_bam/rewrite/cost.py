@@ -16,7 +16,6 @@ import math
 
 import keras
 
-from keras_bam.layers import BAM
 from keras_bam.rewrite.graph import ModelGraph, as_functional
 
 

@@ -25,7 +25,6 @@ seed gives the same batches.
 
 import dataclasses
 import difflib
-import math
 import os
 import random
 

@@ -10,7 +10,7 @@ example with those settings:
 | --- | --- | --- | --- | --- | --- |
 | cifar | 4-pixel zero pad, random crop, flip | SGD 0.9, wd 1e-4 | 0.1 at 128 | 50 %, 75 % | 200 |
 | imagenet | random-resized crop, flip | SGD 0.9, wd 1e-4 | 0.1 at 256 | every 30 epochs | 90 |
-| digits | 4-pixel zero pad, random crop (no flip) | SGD 0.9, wd 1e-4 | 0.1 at 128 | 50 %, 75 % | 30 |
+| digits | 4-px pad, random crop, no flip | SGD 0.9, wd 1e-4 | 0.1 at 128 | 50 %, 75 % | 30 |
 
 The digits recipe is ours, for the embedded offline dataset: a flipped
 digit is another digit (or none), so it only shifts. CIFAR's epoch count is

@@ -30,7 +30,9 @@ import keras
 
 from keras_bam.atomic import write_atomically
 from keras_bam.layers import BAM
-from keras_bam.training import history as histories, models, strategy as strategies
+from keras_bam.training import history as histories
+from keras_bam.training import models
+from keras_bam.training import strategy as strategies
 
 # Options that define a run. Two invocations that agree on these are the
 # same run (the second resumes the first); `epochs` may change with --resume.
