@@ -4,7 +4,9 @@ Park, Woo, Lee, Kweon, "BAM: Bottleneck Attention Module", BMVC 2018,
 arXiv 1807.06514.
 """
 
-from keras_bam import applications, data, export
+import importlib
+
+from keras_bam import applications
 from keras_bam.attention_maps import AttentionMap, attention_maps
 from keras_bam.layers import BAM, ChannelGate, SpatialGate
 from keras_bam.rewrite import cost_report, find_bottlenecks, insert_bam
@@ -26,3 +28,15 @@ __all__ = [
     "insert_bam",
     "load_torch_weights",
 ]
+
+
+# `data` and `export` need TensorFlow (tf.data, the TFLite converter); they are
+# imported on first use so that the layers, the rewriter and the applications
+# work on any Keras 3 backend (JAX, PyTorch) with `import keras_bam` alone.
+_LAZY_SUBMODULES = ("data", "export")
+
+
+def __getattr__(name):
+    if name in _LAZY_SUBMODULES:
+        return importlib.import_module(f"keras_bam.{name}")
+    raise AttributeError(f"module 'keras_bam' has no attribute {name!r}")
