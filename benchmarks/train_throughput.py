@@ -35,15 +35,33 @@ def parse_args(argv=None):
                         choices=["float32", "mixed_float16", "mixed_bfloat16"])
     parser.add_argument("--jit-compile", action="store_true",
                         help="XLA on the TensorFlow backend (JAX always compiles)")
+    parser.add_argument("--bam-variant", action="append", default=[], metavar="KEY=VALUE[,...]",
+                        help="also time BAM-ResNet50 with these BAM options, e.g. "
+                             "dilation_rate=1 or use_spatial_gate=False (repeatable)")
     parser.add_argument("--json", help="write the results to this JSON file")
     args = parser.parse_args(argv)
     for name in ("batch_size", "image_size", "steps", "rounds"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    try:
+        args.bam_variant = [_parse_options(spec) for spec in args.bam_variant]
+    except ValueError as error:
+        parser.error(str(error))
     return args
 
 
-def build_models(image_size):
+def _parse_options(spec):
+    options = {}
+    for item in spec.split(","):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--bam-variant expects KEY=VALUE, received {item!r}")
+        options[key.strip()] = {"True": True, "False": False}.get(value) if value in (
+            "True", "False") else (int(value) if value.isdigit() else value)
+    return options
+
+
+def build_models(image_size, bam_variants=()):
     import keras_bam
 
     shape = (image_size, image_size, 3)
@@ -51,7 +69,13 @@ def build_models(image_size):
     plain = keras.applications.ResNet50(weights=None, input_shape=shape, classes=1000)
     keras.utils.set_random_seed(0)
     bam = keras_bam.applications.BAMResNet50(weights=None, input_shape=shape, classes=1000)
-    return {"resnet50": plain, "bam_resnet50": bam}
+    models = {"resnet50": plain, "bam_resnet50": bam}
+    for options in bam_variants:
+        keras.utils.set_random_seed(0)
+        label = ",".join(f"{k}={v}" for k, v in options.items())
+        models[f"bam_resnet50[{label}]"] = keras_bam.applications.BAMResNet50(
+            weights=None, input_shape=shape, classes=1000, **options)
+    return models
 
 
 class _EpochTimer(keras.callbacks.Callback):
@@ -80,7 +104,7 @@ def synthetic_batches(batch_size, image_size):
 def main(argv=None):
     args = parse_args(argv)
     keras.mixed_precision.set_global_policy(args.precision)
-    models = build_models(args.image_size)
+    models = build_models(args.image_size, args.bam_variant)
     timers = {}
     for name, model in models.items():
         model.compile(
@@ -115,15 +139,18 @@ def main(argv=None):
             "images_per_s": args.batch_size / step,
             "round_seconds": timer.seconds,
         }
-    ratio = (results["models"]["bam_resnet50"]["step_ms"]
-             / results["models"]["resnet50"]["step_ms"])
+    plain_ms = results["models"]["resnet50"]["step_ms"]
+    for row in results["models"].values():
+        row["step_time_over_plain"] = row["step_ms"] / plain_ms
+    ratio = results["models"]["bam_resnet50"]["step_time_over_plain"]
     results["bam_over_plain_step_time"] = ratio
     print(f"backend {results['backend']}, {args.precision}, batch {args.batch_size}, "
           f"{args.image_size}x{args.image_size}")
-    print(f"{'model':<14}{'params':>12}{'step ms':>10}{'images/s':>10}")
+    width = max(len(name) for name in results["models"]) + 2
+    print(f"{'model':<{width}}{'params':>12}{'step ms':>10}{'images/s':>10}{'x plain':>9}")
     for name, row in results["models"].items():
-        print(f"{name:<14}{row['params']:>12,}{row['step_ms']:>10.1f}"
-              f"{row['images_per_s']:>10.0f}")
+        print(f"{name:<{width}}{row['params']:>12,}{row['step_ms']:>10.1f}"
+              f"{row['images_per_s']:>10.0f}{row['step_time_over_plain']:>9.3f}")
     print(f"BAM/plain step time: {ratio:.3f}")
     if args.json:
         os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
