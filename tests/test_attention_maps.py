@@ -14,6 +14,13 @@ import keras_bam
 from keras_bam.applications import SmallCNN
 
 
+@pytest.fixture(autouse=True)
+def _seeded():
+    """Every model's initial weights fixed, whatever ran before in this
+    worker."""
+    keras.utils.set_random_seed(1807)
+
+
 def sigmoid(x):
     return 1 / (1 + np.exp(-x))
 
