@@ -71,6 +71,29 @@ def test_nested_model(rng):
     np.testing.assert_allclose(maps[1].attention, expected, atol=1e-5)
 
 
+def test_sequential_model_and_a_subclassed_one(rng):
+    model = keras.Sequential([
+        keras.Input((12, 12, 3)),
+        keras.layers.Conv2D(16, 3, padding="same", name="conv"),
+        keras_bam.BAM(name="bam"),
+        keras.layers.GlobalAveragePooling2D(),
+    ])
+    randomize_batch_norms(model, rng)
+    images = rng.uniform(0, 1, (3, 12, 12, 3)).astype("float32")
+    (only,) = keras_bam.attention_maps(model, images)
+    assert only.name == "bam"
+    np.testing.assert_allclose(only.attention,
+                               expected_attention(model, "bam", images),
+                               atol=1e-5)
+
+    class Net(keras.Model):
+        def call(self, x):
+            return x
+
+    with pytest.raises(TypeError, match="Functional.*Received: Net"):
+        keras_bam.attention_maps(Net(), images)
+
+
 def test_model_without_bam():
     inputs = keras.Input((8, 8, 3))
     model = keras.Model(inputs, keras.layers.Conv2D(4, 3)(inputs))

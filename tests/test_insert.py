@@ -131,7 +131,8 @@ def test_training_the_new_model_and_the_original(share_weights, rng):
 
 def test_save_and_load_in_safe_mode(tmp_path, rng):
     model = small_mobilenet_v2(input_shape=(32, 32, 3))
-    new = keras_bam.insert_bam(model, variant="official")
+    # block_2_add has 8 channels: the official variant needs a floor there.
+    new = keras_bam.insert_bam(model, variant="official", min_hidden_channels=8)
     randomize(new, rng)
     path = tmp_path / "bam_mobilenet_v2.keras"
     new.save(path)
@@ -141,6 +142,22 @@ def test_save_and_load_in_safe_mode(tmp_path, rng):
                                   loaded.predict(x, verbose=0))
     assert [b.name for b in bam_layers(loaded)] == [f"{a}_bam" for a in MNV2_ANCHORS]
     assert all(b.variant == "official" for b in bam_layers(loaded))
+    assert [b.min_hidden_channels for b in bam_layers(loaded)] == [8] * 3
+
+
+def test_official_variant_without_a_floor_refuses_a_too_narrow_map():
+    model = small_mobilenet_v2(input_shape=(32, 32, 3))
+    with pytest.raises(ValueError, match=r"'block_2_add_bam'.*8 channels.*"
+                                         r"min_hidden_channels"):
+        keras_bam.insert_bam(model, variant="official")
+
+
+def test_new_name_keeps_single_input_and_output():
+    new = keras_bam.insert_bam(small_mobilenet_v2(input_shape=(32, 32, 3)),
+                               name="renamed")
+    assert new.name == "renamed"
+    assert tuple(new.output.shape) == (None, 1, 1, 1280)
+    assert tuple(new.input.shape) == (None, 32, 32, 3)
 
 
 def test_nested_backbone(tmp_path, rng):

@@ -122,7 +122,8 @@ def rewrite(model, after, share_weights, name, input_tensors, bam_kwargs):
     if not share_weights:
         _copy_weights(new_model, originals)
     if name is not None and name != new_model.name:
-        new_model = keras.Model(inputs=new_model.inputs, outputs=new_model.outputs,
+        # .input/.output keep the structure: one tensor stays one tensor.
+        new_model = keras.Model(inputs=new_model.input, outputs=new_model.output,
                                 name=name)
     return new_model
 
