@@ -12,7 +12,10 @@ import dataclasses
 import keras
 import numpy as np
 
-from keras_bam.layers import BAM
+from keras_bam.layers.bam import BAM
+from keras_bam.rewrite import graph
+
+__all__ = ["AttentionMap", "attention_maps"]
 
 
 @dataclasses.dataclass
@@ -87,30 +90,25 @@ def attention_maps(model, images, batch_size=32):
 
 def _probes(model, prefix):
     """(path, BAM layer, images -> F) for every BAM call in `model`."""
-    if not isinstance(model, keras.Model) or not hasattr(model, "_nodes_by_depth"):
+    if isinstance(model, keras.Sequential):
+        model = graph.as_functional(model)
+    if not graph.is_functional(model):
         raise TypeError(
-            "attention_maps needs a Functional Keras model. Received: "
-            f"{type(model).__name__}")
+            "attention_maps needs a Functional Keras model (or a built "
+            f"Sequential one). Received: {type(model).__name__}")
     probes = []
     inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
-    for layer in model.layers:
-        for node in layer._inbound_nodes:
-            if not _in_graph(model, node):
-                continue
-            if isinstance(layer, BAM):
-                feature = node.input_tensors[0]
-                sub = keras.Model(inputs, feature)
-                probes.append((prefix + layer.name, layer,
-                               lambda x, sub=sub: sub(x, training=False)))
-            elif isinstance(layer, keras.Model) and hasattr(layer, "_nodes_by_depth"):
-                called_on = node.input_tensors
-                to_input = keras.Model(
-                    inputs, called_on[0] if len(called_on) == 1 else called_on)
-                for name, bam, inner in _probes(layer, prefix + layer.name + "/"):
-                    probes.append((name, bam, lambda x, a=to_input, b=inner:
-                                   b(a(x, training=False))))
+    for call in graph.calls(model):
+        operation = call.operation
+        if isinstance(operation, BAM):
+            sub = keras.Model(inputs, call.inputs[0])
+            probes.append((prefix + operation.name, operation,
+                           lambda x, sub=sub: sub(x, training=False)))
+        elif graph.is_functional(operation):
+            called_on = list(call.inputs)
+            to_input = keras.Model(
+                inputs, called_on[0] if len(called_on) == 1 else called_on)
+            for name, bam, inner in _probes(operation, prefix + operation.name + "/"):
+                probes.append((name, bam, lambda x, a=to_input, b=inner:
+                               b(a(x, training=False))))
     return probes
-
-
-def _in_graph(model, node):
-    return any(node in nodes for nodes in model._nodes_by_depth.values())

@@ -11,12 +11,28 @@ or anything `numpy.asarray` accepts.
 """
 
 import difflib
+import re
 
+import keras
 import numpy as np
+
+__all__ = ["load_torch_weights", "torch_name"]
 
 _CHANNEL = "channel_att.gate_c."
 _SPATIAL = "spatial_att.gate_s."
 _ANCHOR = _CHANNEL + "gate_c_fc_0.weight"
+# `BAM.named_sublayers()` path -> the authors' module name (regular
+# expressions, a dilated convolution's index carried over).
+_TORCH_NAMES = (
+    (r"channel_gate/fc_0", _CHANNEL + "gate_c_fc_0"),
+    (r"channel_gate/bn_0", _CHANNEL + "gate_c_bn_1"),
+    (r"channel_gate/fc_final", _CHANNEL + "gate_c_fc_final"),
+    (r"spatial_gate/conv_reduce", _SPATIAL + "gate_s_conv_reduce0"),
+    (r"spatial_gate/bn_reduce", _SPATIAL + "gate_s_bn_reduce0"),
+    (r"spatial_gate/conv_dilated_(\d+)", _SPATIAL + r"gate_s_conv_di_\1"),
+    (r"spatial_gate/bn_dilated_(\d+)", _SPATIAL + r"gate_s_bn_di_\1"),
+    (r"spatial_gate/conv_final", _SPATIAL + "gate_s_conv_final"),
+)
 _BN_FIELDS = (
     ("weight", "gamma"),
     ("bias", "beta"),
@@ -53,20 +69,29 @@ def _batch_norm(layer, torch_name):
     ]
 
 
+def torch_name(path):
+    """The authors' module name (without a checkpoint's prefix) for a path of
+    `BAM.named_sublayers()`, e.g. "spatial_gate/conv_dilated_1" ->
+    "spatial_att.gate_s.gate_s_conv_di_1"; None for a sublayer their BAM
+    does not have (the paper variant's final batch norms)."""
+    for pattern, replacement in _TORCH_NAMES:
+        if re.fullmatch(pattern, path):
+            return re.sub(pattern, replacement, path)
+    return None
+
+
 def _expected(layer):
     """(PyTorch name without prefix, Keras variable, layout change, shape in
-    PyTorch's layout) entries."""
-    channel, spatial = layer.channel_gate, layer.spatial_gate
-    entries = (
-        _linear(channel.fc_0, _CHANNEL + "gate_c_fc_0")
-        + _batch_norm(channel.bn_0, _CHANNEL + "gate_c_bn_1")
-        + _linear(channel.fc_final, _CHANNEL + "gate_c_fc_final")
-    )
-    names = ["reduce0"] + [f"di_{i}" for i in range(layer.num_dilated_convs)]
-    for name, conv, bn in zip(names, spatial.hidden_convs, spatial.hidden_bns):
-        entries += _conv(conv, f"{_SPATIAL}gate_s_conv_{name}")
-        entries += _batch_norm(bn, f"{_SPATIAL}gate_s_bn_{name}")
-    entries += _conv(spatial.conv_final, _SPATIAL + "gate_s_conv_final")
+    PyTorch's layout) entries, one per weight of `layer.named_sublayers()`."""
+    entries = []
+    for path, sublayer in layer.named_sublayers().items():
+        name = torch_name(path)
+        if isinstance(sublayer, keras.layers.BatchNormalization):
+            entries += _batch_norm(sublayer, name)
+        elif path.startswith("channel_gate/"):  # 1x1 conv standing for Linear
+            entries += _linear(sublayer, name)
+        else:
+            entries += _conv(sublayer, name)
     return entries
 
 
@@ -202,8 +227,8 @@ def load_torch_weights(layer, state_dict, prefix=None):
             f" min_hidden_channels={layer.min_hidden_channels}): "
             + "; ".join(problems)
             + ". Build the BAM with the same channels, reduction_ratio and "
-            "num_dilated_convs as the PyTorch module (min_hidden_channels=1 "
-            "reproduces its C // r hidden width)."
+            "num_dilated_convs as the PyTorch module, and min_hidden_channels="
+            "None (the official variant's default: C // r exactly, as theirs)."
         )
     for variable, value in values:
         variable.assign(value.astype(variable.dtype))

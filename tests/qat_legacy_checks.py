@@ -3,8 +3,10 @@
     TF_USE_LEGACY_KERAS=1 python tests/qat_legacy_checks.py PART OUT.json
 
 PART is "bam" (the block against the NumPy reference, the twin and the
-weights back) or "applications" (placement under tf_keras.applications):
-two processes, so that two pytest workers can run them side by side.
+weights back) or "applications" (keras.applications models with BAM carried
+to tf_keras: the placement, the blocks' parameters, the tf_keras graph read
+by keras_bam's walker, tfmot taking the blocks): two processes, so that two
+pytest workers can run them side by side.
 
 tests/test_qat.py starts it (importing tf_keras or tfmot would switch the
 pytest process to legacy Keras), reads the measurements it writes, and
@@ -98,16 +100,19 @@ def twin_and_back(rng):
 
     from keras_bam.applications import SmallCNN
     from keras_bam.qat import legacy
+    from keras_bam.rewrite.keras_internals import all_sublayers
 
     results = []
     for kwargs in VARIANTS[:2]:  # the block test covers the other options
         keras.utils.set_random_seed(0)
         inputs = keras.Input((32, 32, 3), name="pixels")
         x = keras.layers.Rescaling(1 / 255.0)(inputs)
+        # 8 channels: the official variant's C // 16 would be 0 without a
+        # floor; 8 is the paper variant's default floor.
         net = SmallCNN(input_shape=(32, 32, 3), widths=(8, 16, 16),
-                       blocks_per_stage=1, **kwargs)
+                       blocks_per_stage=1, min_hidden_channels=8, **kwargs)
         model = keras.Model(inputs, net(x))  # nested, as the default model
-        _randomize_batch_norms(list(model._flatten_layers()), rng)
+        _randomize_batch_norms(all_sublayers(model), rng)
         images = rng.uniform(0, 255, (16, 32, 32, 3)).astype("float32")
         twin, pairs = legacy.legacy_twin(model)
         before = model.predict(images, verbose=0)
@@ -132,38 +137,55 @@ def twin_and_back(rng):
 
 
 def applications():
-    """Placement and parameters of BAM in tf_keras.applications models, and
+    """keras.applications models with BAM at the paper's places, carried to
+    tf_keras (the legacy twin that quantization-aware training trains):
+    where each BAM block sits in the tf_keras graph, what it adds, and
     tfmot accepting the result."""
-    import tf_keras
+    import keras
 
-    from keras_bam.qat import quantize, rewrite
+    from keras_bam.qat import legacy, quantize
+    from keras_bam.rewrite import graph
+    from keras_bam.rewrite.insert import find_bottlenecks, insert_bam
 
     found = {}
     for name, kwargs in APPLICATIONS.items():
-        backbone = getattr(tf_keras.applications, name)(
+        keras.utils.set_random_seed(0)
+        backbone = getattr(keras.applications, name)(
             weights=None, input_shape=(224, 224, 3), **kwargs)
-        anchors = rewrite.find_bottlenecks(backbone)
-        model = rewrite.insert_bam(backbone)
+        anchors = find_bottlenecks(backbone)
+        twin, _ = legacy.legacy_twin(insert_bam(backbone, share_weights=True))
+        # The tf_keras graph, read by the same walker as Keras 3 graphs: the
+        # block named after each anchor takes the anchor's output.
+        producer, fed_by = {}, {}
+        for call in graph.calls(twin):
+            for tensor in call.outputs:
+                producer[id(tensor)] = call.operation.name
+            if call.operation.name.endswith("_bam"):
+                fed_by[call.operation.name] = producer[id(call.inputs[0])]
+        if fed_by != {f"{a}_bam": a for a in anchors}:
+            raise AssertionError(f"{name}: BAM blocks fed by {fed_by}, "
+                                 f"anchors {anchors}")
         count = lambda m: sum(int(w.shape.num_elements())  # noqa: E731
                               for w in m.trainable_weights)
         entry = {
             "anchors": anchors,
-            "channels": [int(backbone.get_layer(a).output.shape[-1])
+            "channels": [int(twin.get_layer(a).output.shape[-1])
                          for a in anchors],
-            "added_params": count(model) - count(backbone),
-            "bam_outputs": [layer.name for layer in model.layers
+            "added_params": count(twin) - sum(
+                int(w.numpy().size) for w in backbone.trainable_weights),
+            "bam_outputs": [layer.name for layer in twin.layers
                             if layer.name.endswith("_bam")],
             "backbone_unchanged": len(backbone.layers),
         }
         if name == "MobileNet":  # tfmot takes the BAM blocks
-            quantized = quantize.quantize_model(model)
+            quantized = quantize.quantize_model(twin)
             wrapped = [getattr(layer, "layer", layer).name
                        for layer in quantized.layers
                        if type(layer).__name__ == "QuantizeWrapperV2"]
             entry["bam_layers_wrapped"] = sum(
                 1 for n in wrapped if "_bam_" in n or n.endswith("_bam"))
             entry["bam_layers"] = sum(
-                1 for layer in model.layers if "_bam_" in layer.name
+                1 for layer in twin.layers if "_bam_" in layer.name
                 or layer.name.endswith("_bam"))
         found[name] = entry
     return found

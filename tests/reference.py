@@ -130,7 +130,12 @@ def relu(x):
     return np.maximum(x, 0.0)
 
 
-def hidden_width(channels, reduction_ratio, min_hidden_channels):
+def hidden_width(channels, reduction_ratio, min_hidden_channels, variant="paper"):
+    """C // r, raised to min(min_hidden_channels, C). min_hidden_channels=None
+    is the layers' documented default: 8 for "paper", no floor for
+    "official" (the authors' code computes C // r)."""
+    if min_hidden_channels is None:
+        min_hidden_channels = 8 if variant == "paper" else 0
     return max(channels // reduction_ratio, min(min_hidden_channels, channels))
 
 
@@ -195,20 +200,22 @@ def _back(x, data_format):
 
 
 def channel_gate(x, weights, training=False, variant="paper", data_format=None,
-                 reduction_ratio=16, min_hidden_channels=8,
+                 reduction_ratio=16, min_hidden_channels=None,
                  batch_norm_epsilon=EPSILON):
     x = _nhwc(np.asarray(x, np.float64), data_format)
-    hidden = hidden_width(x.shape[-1], reduction_ratio, min_hidden_channels)
+    hidden = hidden_width(x.shape[-1], reduction_ratio, min_hidden_channels,
+                          variant)
     logits = _channel_logits(x, weights, variant, training, hidden,
                              batch_norm_epsilon)
     return _back(logits, data_format)
 
 
 def spatial_gate(x, weights, training=False, variant="paper", data_format=None,
-                 reduction_ratio=16, min_hidden_channels=8, dilation_rate=4,
+                 reduction_ratio=16, min_hidden_channels=None, dilation_rate=4,
                  num_dilated_convs=2, batch_norm_epsilon=EPSILON):
     x = _nhwc(np.asarray(x, np.float64), data_format)
-    hidden = hidden_width(x.shape[-1], reduction_ratio, min_hidden_channels)
+    hidden = hidden_width(x.shape[-1], reduction_ratio, min_hidden_channels,
+                          variant)
     logits = _spatial_logits(x, weights, variant, training, hidden,
                              batch_norm_epsilon, dilation_rate,
                              num_dilated_convs)
@@ -216,13 +223,14 @@ def spatial_gate(x, weights, training=False, variant="paper", data_format=None,
 
 
 def bam(x, weights, training=False, variant="paper", data_format=None,
-        reduction_ratio=16, min_hidden_channels=8, dilation_rate=4,
+        reduction_ratio=16, min_hidden_channels=None, dilation_rate=4,
         num_dilated_convs=2, combine=None, gate_activation="sigmoid",
         use_channel_gate=True, use_spatial_gate=True,
         batch_norm_epsilon=EPSILON):
     """F * (1 + act(combine(Mc, Ms))); with one gate off, act of the other."""
     x = _nhwc(np.asarray(x, np.float64), data_format)
-    hidden = hidden_width(x.shape[-1], reduction_ratio, min_hidden_channels)
+    hidden = hidden_width(x.shape[-1], reduction_ratio, min_hidden_channels,
+                          variant)
     assert (weights["channel"] is not None) == use_channel_gate
     assert (weights["spatial"] is not None) == use_spatial_gate
     logits = []

@@ -1,6 +1,7 @@
 """keras_bam.applications: keras.applications constructors with BAM."""
 
 import functools
+import inspect
 
 import keras
 import numpy as np
@@ -8,6 +9,15 @@ import pytest
 
 import keras_bam
 from keras_bam import applications
+from keras_bam.rewrite import graph
+
+
+@pytest.fixture(autouse=True)
+def _seeded():
+    """Every model's initial weights fixed, whatever ran before in this
+    worker."""
+    keras.utils.set_random_seed(1807)
+
 
 A = keras.applications
 
@@ -30,12 +40,17 @@ def test_one_of_each_family(name, anchors):
         weights=None, input_shape=(64, 64, 3), include_top=False, pooling="avg")
     assert model.name.startswith("bam_")
     assert bam_names(model) == [f"{a}_bam" for a in anchors]
+    # The anchor layer is shared with the discarded plain model, so its
+    # `.output` is that model's; read in the model's graph what feeds BAM.
+    producer = {}
+    feeds = {}
+    for call in graph.calls(model):
+        for tensor in call.outputs:
+            producer[id(tensor)] = call.operation
+        if isinstance(call.operation, keras_bam.BAM):
+            feeds[call.operation.name] = producer[id(call.inputs[0])]
     for anchor in anchors:
-        # The anchor layer is shared with the discarded plain model, so its
-        # `.output` is that model's; ask the BAM what produced its input.
-        bam = model.get_layer(f"{anchor}_bam")
-        source = bam._inbound_nodes[0].input_tensors[0]._keras_history.operation
-        assert source is model.get_layer(anchor)
+        assert feeds[f"{anchor}_bam"] is model.get_layer(anchor)
 
 
 def test_every_listed_backbone_has_a_constructor():
@@ -43,6 +58,30 @@ def test_every_listed_backbone_has_a_constructor():
         for name in names:
             assert callable(getattr(applications, f"BAM{name}")), family
             assert hasattr(A, name)
+
+
+@pytest.mark.parametrize("name", applications.BACKBONES)
+def test_constructor_is_a_documented_function_with_keras_parameters(name):
+    """help(BAMResNet50) shows Keras' parameters, in Keras' order, each
+    documented, then the BAM options."""
+    ours = getattr(applications, f"BAM{name}")
+    assert inspect.isfunction(ours) and ours.__name__ == f"BAM{name}"
+    parameters = inspect.signature(ours).parameters
+    keras_parameters = inspect.signature(getattr(A, name)).parameters
+    assert list(parameters) == [*keras_parameters, "bam_kwargs"]
+    for key, parameter in keras_parameters.items():
+        if key != "name":
+            assert parameters[key].default == parameter.default, key
+        assert f"        {key}: " in ours.__doc__, key
+    assert parameters["name"].default is None
+    assert "**bam_kwargs:" in ours.__doc__
+
+
+def test_package_exports_every_constructor():
+    expected = {f"BAM{name}" for name in applications.BACKBONES}
+    assert expected | {"BACKBONES", "BAM_OPTIONS", "FAMILIES", "SmallCNN",
+                       "build"} == set(applications.__all__)
+    assert all(hasattr(applications, name) for name in applications.__all__)
 
 
 def test_backbone_and_bam_arguments_together():

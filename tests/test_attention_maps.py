@@ -14,6 +14,13 @@ import keras_bam
 from keras_bam.applications import SmallCNN
 
 
+@pytest.fixture(autouse=True)
+def _seeded():
+    """Every model's initial weights fixed, whatever ran before in this
+    worker."""
+    keras.utils.set_random_seed(1807)
+
+
 def sigmoid(x):
     return 1 / (1 + np.exp(-x))
 
@@ -62,6 +69,29 @@ def test_nested_model(rng):
         f"{backbone.name}/block_12_add_bam"]
     expected = expected_attention(backbone, "block_5_add_bam", images * 2.0 - 1.0)
     np.testing.assert_allclose(maps[1].attention, expected, atol=1e-5)
+
+
+def test_sequential_model_and_a_subclassed_one(rng):
+    model = keras.Sequential([
+        keras.Input((12, 12, 3)),
+        keras.layers.Conv2D(16, 3, padding="same", name="conv"),
+        keras_bam.BAM(name="bam"),
+        keras.layers.GlobalAveragePooling2D(),
+    ])
+    randomize_batch_norms(model, rng)
+    images = rng.uniform(0, 1, (3, 12, 12, 3)).astype("float32")
+    (only,) = keras_bam.attention_maps(model, images)
+    assert only.name == "bam"
+    np.testing.assert_allclose(only.attention,
+                               expected_attention(model, "bam", images),
+                               atol=1e-5)
+
+    class Net(keras.Model):
+        def call(self, x):
+            return x
+
+    with pytest.raises(TypeError, match="Functional.*Received: Net"):
+        keras_bam.attention_maps(Net(), images)
 
 
 def test_model_without_bam():

@@ -8,6 +8,14 @@ import pytest
 
 import keras_bam
 
+
+@pytest.fixture(autouse=True)
+def _seeded():
+    """Every model's initial weights fixed, whatever ran before in this
+    worker."""
+    keras.utils.set_random_seed(1807)
+
+
 A = keras.applications
 
 
@@ -99,11 +107,31 @@ def test_official_variant_adds_what_the_authors_code_adds(backbone, overhead):
     """The authors' bam.py with reduction 16 at the same three places
     (their BAM has every bias and BN only inside the branches)."""
     base = backbone()
-    model = keras_bam.insert_bam(base, variant="official", min_hidden_channels=1,
-                                 share_weights=True)
+    model = keras_bam.insert_bam(base, variant="official", share_weights=True)
     count = lambda m: sum(v.numpy().size for v in m.trainable_weights)  # noqa: E731
     assert count(model) - count(base) == overhead
     assert keras_bam.cost_report(model).bam_params == overhead
+
+
+def test_official_variant_on_narrow_maps_is_c_over_r():
+    """The authors' ResNet-18 places BAM on 64, 128 and 256 channels, where
+    C' = C // 16 = 4, 8 and 16: no floor of 8 on the first one."""
+    inputs = keras.Input((32, 32, 3))
+    x = keras.layers.Conv2D(64, 3, padding="same", name="s1")(inputs)
+    x = keras.layers.Conv2D(128, 3, strides=2, padding="same", name="s2")(x)
+    x = keras.layers.Conv2D(256, 3, strides=2, padding="same", name="s3")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras_bam.insert_bam(keras.Model(inputs, x), after=["s1", "s2", "s3"],
+                                 variant="official")
+    report = keras_bam.cost_report(model)
+    # 3 C C' + 18 C'^2 + 13 C' + C + 1, by hand:
+    # C = 64:  768 + 288 + 52 + 64 + 1 = 1,173
+    # C = 128: 3,072 + 1,152 + 104 + 128 + 1 = 4,457
+    # C = 256: 12,288 + 4,608 + 208 + 256 + 1 = 17,361 (PAPER.md's first BAM)
+    assert [b.params for b in report.bams] == [1_173, 4_457, 17_361]
+    # MACs of the first, on 32 x 32: channel MLP 64*4 + 4*64 = 512 once;
+    # spatial 64*4 + 2 * 9*4*4 + 4*1 = 548 at each of 1,024 positions.
+    assert report.bams[0].macs == 512 + 548 * 1024
 
 
 def test_report_formats():

@@ -8,6 +8,16 @@ import pytest
 
 import keras_bam
 from keras_bam.applications import SmallCNN
+from keras_bam.rewrite import graph
+from keras_bam.rewrite.keras_internals import call_count
+
+
+@pytest.fixture(autouse=True)
+def _seeded():
+    """Every model's initial weights fixed, whatever ran before in this
+    worker."""
+    keras.utils.set_random_seed(1807)
+
 
 A = keras.applications
 MNV2_ANCHORS = ["block_2_add", "block_5_add", "block_12_add"]
@@ -74,8 +84,9 @@ def test_bam_follows_its_anchor_and_feeds_the_anchors_consumers():
         bam = new.get_layer(f"{anchor}_bam")
         assert bam.input is new.get_layer(anchor).output
         # Every layer that read the anchor now reads the BAM's output.
-        consumers = [node.operation.name
-                     for node in model.get_layer(anchor)._outbound_nodes]
+        anchor_output = model.get_layer(anchor).output
+        consumers = [call.operation.name for call in graph.calls(model)
+                     if any(t is anchor_output for t in call.inputs)]
         assert consumers
         for name in consumers:
             assert new.get_layer(name).input is bam.output, name
@@ -99,10 +110,10 @@ def test_weights_are_kept(share_weights, rng):
 def test_training_the_new_model_and_the_original(share_weights, rng):
     model = SmallCNN(input_shape=(32, 32, 3), classes=3, use_bam=False)
     before = [w.numpy().copy() for w in model.weights]
-    nodes = {layer.name: len(layer._inbound_nodes) for layer in model.layers}
+    nodes = {layer.name: call_count(layer) for layer in model.layers}
     new = keras_bam.insert_bam(model, share_weights=share_weights)
     if not share_weights:  # the original graph gained no call
-        assert {layer.name: len(layer._inbound_nodes)
+        assert {layer.name: call_count(layer)
                 for layer in model.layers} == nodes
     bam_before = [w.numpy().copy() for b in bam_layers(new)
                   for w in b.trainable_weights]
@@ -120,7 +131,8 @@ def test_training_the_new_model_and_the_original(share_weights, rng):
 
 def test_save_and_load_in_safe_mode(tmp_path, rng):
     model = small_mobilenet_v2(input_shape=(32, 32, 3))
-    new = keras_bam.insert_bam(model, variant="official")
+    # block_2_add has 8 channels: the official variant needs a floor there.
+    new = keras_bam.insert_bam(model, variant="official", min_hidden_channels=8)
     randomize(new, rng)
     path = tmp_path / "bam_mobilenet_v2.keras"
     new.save(path)
@@ -130,6 +142,22 @@ def test_save_and_load_in_safe_mode(tmp_path, rng):
                                   loaded.predict(x, verbose=0))
     assert [b.name for b in bam_layers(loaded)] == [f"{a}_bam" for a in MNV2_ANCHORS]
     assert all(b.variant == "official" for b in bam_layers(loaded))
+    assert [b.min_hidden_channels for b in bam_layers(loaded)] == [8] * 3
+
+
+def test_official_variant_without_a_floor_refuses_a_too_narrow_map():
+    model = small_mobilenet_v2(input_shape=(32, 32, 3))
+    with pytest.raises(ValueError, match=r"'block_2_add_bam'.*8 channels.*"
+                                         r"min_hidden_channels"):
+        keras_bam.insert_bam(model, variant="official")
+
+
+def test_new_name_keeps_single_input_and_output():
+    new = keras_bam.insert_bam(small_mobilenet_v2(input_shape=(32, 32, 3)),
+                               name="renamed")
+    assert new.name == "renamed"
+    assert tuple(new.output.shape) == (None, 1, 1, 1280)
+    assert tuple(new.input.shape) == (None, 32, 32, 3)
 
 
 def test_nested_backbone(tmp_path, rng):

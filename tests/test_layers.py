@@ -12,9 +12,32 @@ import pytest
 import tensorflow as tf
 
 from keras_bam import BAM, ChannelGate, SpatialGate
-from keras_bam.layers.base import BaseGate
+from keras_bam.rewrite.keras_internals import all_sublayers
+
+
+@pytest.fixture(autouse=True)
+def _seeded():
+    """Every model's initial weights fixed, whatever ran before in this
+    worker."""
+    keras.utils.set_random_seed(1807)
+
 
 LAYERS = [BAM, ChannelGate, SpatialGate]
+
+# Every layer's own constructor arguments, written out here rather than read
+# from the code: a signature that hides one in **kwargs fails.
+SHARED_ARGUMENTS = {
+    "reduction_ratio", "min_hidden_channels", "variant", "data_format",
+    "kernel_initializer", "bias_initializer", "kernel_regularizer",
+    "bias_regularizer", "batch_norm_momentum", "batch_norm_epsilon",
+}
+OWN_ARGUMENTS = {
+    BAM: SHARED_ARGUMENTS | {"dilation_rate", "num_dilated_convs", "combine",
+                             "gate_activation", "use_channel_gate",
+                             "use_spatial_gate"},
+    ChannelGate: SHARED_ARGUMENTS,
+    SpatialGate: SHARED_ARGUMENTS | {"dilation_rate", "num_dilated_convs"},
+}
 
 
 def _expected_shape(layer_cls, shape):
@@ -25,14 +48,31 @@ def _expected_shape(layer_cls, shape):
 
 
 @pytest.mark.parametrize("layer_cls", LAYERS)
+def test_signature_lists_every_argument(layer_cls):
+    parameters = inspect.signature(layer_cls).parameters
+    named = {n for n, p in parameters.items() if p.kind is p.POSITIONAL_OR_KEYWORD}
+    assert named == OWN_ARGUMENTS[layer_cls]
+    # Only keras.layers.Layer's own arguments travel in **kwargs.
+    assert [p.kind for p in parameters.values()].count(
+        inspect.Parameter.VAR_KEYWORD) == 1
+    with pytest.raises(ValueError, match="Unrecognized keyword arguments"):
+        layer_cls(not_an_argument=1)
+
+
+@pytest.mark.parametrize("layer_cls", LAYERS)
 def test_config_mirrors_constructor(layer_cls):
     layer = layer_cls(reduction_ratio=8, min_hidden_channels=4, name="g")
     config = layer.get_config()
-    own = set(inspect.signature(layer_cls.__init__).parameters)
-    own |= set(inspect.signature(BaseGate.__init__).parameters)
-    own -= {"self", "kwargs"}
     base = set(keras.layers.Layer(name="x").get_config())
-    assert set(config) - base == own
+    assert set(config) - base == OWN_ARGUMENTS[layer_cls]
+    assert (config["reduction_ratio"], config["min_hidden_channels"]) == (8, 4)
+    # Each argument stored once, under its own name.
+    for name in OWN_ARGUMENTS[layer_cls] - {"kernel_initializer",
+                                             "bias_initializer"}:
+        value = getattr(layer, name)
+        if name.endswith("_regularizer"):
+            value = keras.regularizers.serialize(value)
+        assert config[name] == value, name
     clone = layer_cls.from_config(config)
     assert clone.get_config() == config
 
@@ -110,6 +150,74 @@ def test_min_hidden_channels_keeps_narrow_maps_usable():
     wide = BAM()
     wide.build((None, None, None, 256))
     assert wide.channel_gate.fc_0.filters == 16
+    assert BAM().get_config()["min_hidden_channels"] is None  # follows variant
+
+
+@pytest.mark.parametrize("channels,reduction_ratio,hidden", [
+    (64, 16, 4),  # the authors' ResNet-18/34 first BAM: 64 // 16
+    (16, 16, 1),
+    (256, 16, 16),
+    (100, 8, 12),
+    (48, 32, 1),
+])
+def test_official_variant_is_c_over_r_at_every_width(channels, reduction_ratio,
+                                                     hidden):
+    layer = BAM(variant="official", reduction_ratio=reduction_ratio)
+    layer.build((None, None, None, channels))
+    widths = {path: sub.filters for path, sub in layer.named_sublayers().items()
+              if path in ("channel_gate/fc_0", "spatial_gate/conv_reduce",
+                          "spatial_gate/conv_dilated_0",
+                          "spatial_gate/conv_dilated_1")}
+    assert widths == dict.fromkeys(widths, hidden) and len(widths) == 4
+
+
+def test_official_variant_refuses_a_zero_width_bottleneck():
+    with pytest.raises(ValueError, match=r"'too_narrow'.*8 channels.*"
+                                         r"reduction_ratio=16.*= 0.*"
+                                         r"min_hidden_channels"):
+        BAM(variant="official", name="too_narrow").build((None, 4, 4, 8))
+    # An explicit bound applies to the official variant as given.
+    bounded = BAM(variant="official", min_hidden_channels=2)
+    bounded.build((None, 4, 4, 8))
+    assert bounded.channel_gate.fc_0.filters == 2
+
+
+def test_configs_saved_with_min_hidden_channels_8_load_as_saved():
+    """Before min_hidden_channels=None, every saved config held 8."""
+    for layer_cls in LAYERS:
+        config = layer_cls(variant="official").get_config()
+        config["min_hidden_channels"] = 8
+        layer = layer_cls.from_config(config)
+        layer.build((None, 5, 5, 64))
+        assert layer.get_config()["min_hidden_channels"] == 8
+        first = next(iter(layer.named_sublayers().values()))
+        assert first.filters == 8  # max(64 // 16, 8), not 64 // 16 = 4
+
+
+@pytest.mark.parametrize("kwargs,paths", [
+    ({}, ["channel_gate/fc_0", "channel_gate/fc_final", "channel_gate/bn_final",
+          "spatial_gate/conv_reduce", "spatial_gate/bn_reduce",
+          "spatial_gate/conv_dilated_0", "spatial_gate/bn_dilated_0",
+          "spatial_gate/conv_dilated_1", "spatial_gate/bn_dilated_1",
+          "spatial_gate/conv_final", "spatial_gate/bn_final"]),
+    ({"variant": "official", "num_dilated_convs": 1},
+     ["channel_gate/fc_0", "channel_gate/bn_0", "channel_gate/fc_final",
+      "spatial_gate/conv_reduce", "spatial_gate/bn_reduce",
+      "spatial_gate/conv_dilated_0", "spatial_gate/bn_dilated_0",
+      "spatial_gate/conv_final"]),
+    ({"use_spatial_gate": False},
+     ["channel_gate/fc_0", "channel_gate/fc_final", "channel_gate/bn_final"]),
+])
+def test_named_sublayers_hold_every_weight_once(kwargs, paths):
+    layer = BAM(**kwargs)
+    with pytest.raises(ValueError, match="not built yet"):
+        layer.named_sublayers()
+    layer.build((None, 6, 6, 32))
+    sublayers = layer.named_sublayers()
+    assert list(sublayers) == paths
+    owned = [id(w) for sub in sublayers.values() for w in sub.weights]
+    assert sorted(owned) == sorted(id(w) for w in layer.weights)
+    assert len(set(owned)) == len(owned)
 
 
 @pytest.mark.parametrize(
@@ -117,8 +225,8 @@ def test_min_hidden_channels_keeps_narrow_maps_usable():
 )
 def test_official_parameter_count_matches_authors_formula(channels, hidden):
     # PAPER.md: one BAM in the authors' code has 3CC' + 18C'^2 + 13C' + C + 1
-    # trainable parameters, C' = C / 16.
-    layer = BAM(variant="official", min_hidden_channels=1)
+    # trainable parameters, C' = C / 16 (the official variant's default).
+    layer = BAM(variant="official")
     layer.build((None, None, None, channels))
     count = sum(int(np.prod(w.shape)) for w in layer.trainable_weights)
     assert count == 3 * channels * hidden + 18 * hidden**2 + 13 * hidden + channels + 1
@@ -152,18 +260,37 @@ def test_overhead_at_the_papers_placements(variant, channels, total):
     assert count == total
 
 
+# The official variant's biases directly followed by batch norm: in training
+# mode the batch norm subtracts the batch mean, bias included, so their
+# gradient is zero (up to rounding). The paper variant leaves them out.
+BIASES_BEFORE_BATCH_NORM = {
+    "official": {"channel_gate/fc_0", "spatial_gate/conv_reduce",
+                 "spatial_gate/conv_dilated_0", "spatial_gate/conv_dilated_1"},
+    "paper": set(),
+}
+
+
+@pytest.mark.parametrize("training", [False, True])
 @pytest.mark.parametrize("variant", ["paper", "official"])
-def test_gradients_reach_every_weight(variant, rng):
+def test_gradients_reach_every_weight(variant, training, rng):
     layer = BAM(variant=variant)
-    x = tf.constant(rng.normal(size=(4, 9, 7, 16)).astype("float32"))
+    x = tf.constant(rng.normal(size=(4, 9, 7, 64)).astype("float32"))
     layer(x)
     with tf.GradientTape() as tape:
         tape.watch(x)
-        loss = tf.reduce_sum(layer(x, training=True) ** 2)
-    grads = tape.gradient(loss, layer.trainable_weights + [x])
-    for weight, grad in zip(layer.trainable_weights + ["input"], grads):
-        assert grad is not None, weight
-        assert np.any(grad.numpy() != 0), weight
+        loss = tf.reduce_sum(layer(x, training=training) ** 2)
+    weights = {f"{path}/{w.name}": w
+               for path, sub in layer.named_sublayers().items()
+               for w in sub.trainable_weights}
+    grads = tape.gradient(loss, [*weights.values(), x])
+    cancelled = {f"{path}/bias" for path in BIASES_BEFORE_BATCH_NORM[variant]}
+    for name, grad in zip([*weights, "input"], grads):
+        assert grad is not None, name
+        size = float(np.max(np.abs(grads[-1].numpy())))
+        if training and name in cancelled:
+            assert np.max(np.abs(grad.numpy())) < 1e-4 * size, name
+        else:
+            assert np.any(grad.numpy() != 0), name
 
 
 def test_dilated_conv_gradient_equals_keras_conv(rng):
@@ -196,17 +323,27 @@ def _small_model(**bam_kwargs):
 
 
 def test_trains_with_xla(rng):
+    """A compiled (XLA) training step reaches every BAM weight, and the
+    compiled model computes what the uncompiled one does."""
     model = _small_model()
+    x = rng.normal(size=(16, 16, 16, 3)).astype("float32")
+    y = rng.integers(0, 4, size=16)
+    bam = model.get_layer("bam")
+    before = [w.numpy().copy() for w in bam.trainable_weights]
     model.compile(
         keras.optimizers.SGD(0.1),
         keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         jit_compile=True,
     )
-    x = rng.normal(size=(16, 16, 16, 3)).astype("float32")
-    y = rng.integers(0, 4, size=16)
-    history = model.fit(x, y, batch_size=8, epochs=3, verbose=0)
+    history = model.fit(x, y, batch_size=8, epochs=1, verbose=0)
     assert np.all(np.isfinite(history.history["loss"]))
-    assert history.history["loss"][-1] < history.history["loss"][0]
+    after = [w.numpy() for w in bam.trainable_weights]
+    assert all(not np.allclose(b, a) for b, a in zip(before, after))
+    assert all(np.all(np.isfinite(w)) for w in model.get_weights())
+    compiled = model.predict(x, verbose=0)  # jit_compile=True
+    model.compile(jit_compile=False)
+    np.testing.assert_allclose(model.predict(x, verbose=0), compiled,
+                               rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
@@ -223,7 +360,7 @@ def test_mixed_precision(policy, scope, rng):
     layer(x)
     layer.set_weights(reference.get_weights())
     compute_dtype = policy.split("_")[1]
-    for sub in layer._flatten_layers(include_self=True):
+    for sub in [layer, *all_sublayers(layer)]:
         assert sub.compute_dtype == compute_dtype, sub.name
     assert all(w.dtype == "float32" for w in layer.weights)
     y = layer(x, training=False)
@@ -291,7 +428,7 @@ def test_save_and_load_in_a_fresh_process(tmp_path, rng):
         loaded = keras.saving.load_model(path)
         assert loaded.get_layer("bam").get_config() == model.get_layer("bam").get_config()
         all_layers = [
-            type(sub).__name__ for sub in loaded._flatten_layers(include_self=False)
+            type(sub).__name__ for sub in all_sublayers(loaded)
         ]
         assert "Lambda" not in all_layers
 

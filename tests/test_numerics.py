@@ -13,6 +13,14 @@ import reference
 
 from keras_bam import BAM, ChannelGate, SpatialGate
 
+
+@pytest.fixture(autouse=True)
+def _seeded():
+    """Every model's initial weights fixed, whatever ran before in this
+    worker."""
+    keras.utils.set_random_seed(1807)
+
+
 ATOL = 1e-5
 VARIANTS = ["paper", "official"]
 DATA_FORMATS = ["channels_last", "channels_first"]
@@ -97,14 +105,17 @@ def test_bam_single_branch(branches, variant, training, rng):
 @pytest.mark.parametrize(
     "channels, kwargs",
     [
-        (16, {}),  # C // 16 = 1, raised to the default minimum of 8
+        (16, {}),  # C // 16 = 1: the official variant has no floor
+        (64, {}),  # C // 16 = 4, the authors' ResNet-18/34 first BAM
+        (16, {"min_hidden_channels": 8}),  # an explicit floor applies: 8
+        (16, {"variant": "paper"}),  # the paper variant's default floor: 8
         (32, {"reduction_ratio": 8, "min_hidden_channels": 1}),  # C // r = 4
         (6, {"reduction_ratio": 16, "min_hidden_channels": 8}),  # capped at C
     ],
 )
 def test_bam_hidden_width(channels, kwargs, rng):
-    check(BAM, reference.bam, rng, shape=(2, 6, 5, channels), variant="official",
-          **kwargs)
+    kwargs = {"variant": "official", **kwargs}
+    check(BAM, reference.bam, rng, shape=(2, 6, 5, channels), **kwargs)
 
 
 @pytest.mark.parametrize("size", [(9, 7), (5, 11), (1, 1), (3, 2)])

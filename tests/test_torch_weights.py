@@ -15,6 +15,14 @@ import reference
 
 from keras_bam import BAM, load_torch_weights
 
+
+@pytest.fixture(autouse=True)
+def _seeded():
+    """Every model's initial weights fixed, whatever ran before in this
+    worker."""
+    keras.utils.set_random_seed(1807)
+
+
 ATOL = 1e-5
 CHANNELS, REDUCTION = 32, 8  # hidden width 4
 C = "channel_att.gate_c.gate_c_"

@@ -70,9 +70,14 @@ class BAM(BaseGate):
             channel-only or spatial-only ablation; M(F) is then the gate
             activation of the remaining branch.
         min_hidden_channels: lower bound on the hidden width C // r of both
-            branches (never above C). Default 8, so that narrow feature maps
-            (MobileNetV2 at alpha 0.35 has 8 to 32 channels) keep a branch
-            wide enough to train and to quantize. Use 1 for `C // r` exactly.
+            branches (never above C). None (default) means 8 for the paper's
+            variant, so that narrow feature maps (MobileNetV2 at alpha 0.35
+            has 8 to 32 channels) keep a branch wide enough to train and to
+            quantize, and no bound for the official variant, which computes
+            `C // r` exactly at every width, as the authors' code does (64
+            channels, r = 16: 4). A value given applies to either variant.
+            A width of 0 (C < r without a bound) is refused when the layer
+            is built.
         kernel_initializer, bias_initializer, kernel_regularizer,
         bias_regularizer: for every Dense and convolution inside.
         batch_norm_momentum, batch_norm_epsilon: of every batch norm
@@ -110,12 +115,26 @@ class BAM(BaseGate):
         data_format=None,
         use_channel_gate=True,
         use_spatial_gate=True,
+        min_hidden_channels=None,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        kernel_regularizer=None,
+        bias_regularizer=None,
+        batch_norm_momentum=0.9,
+        batch_norm_epsilon=1e-5,
         **kwargs,
     ):
         super().__init__(
             reduction_ratio=reduction_ratio,
+            min_hidden_channels=min_hidden_channels,
             variant=variant,
             data_format=data_format,
+            kernel_initializer=kernel_initializer,
+            bias_initializer=bias_initializer,
+            kernel_regularizer=kernel_regularizer,
+            bias_regularizer=bias_regularizer,
+            batch_norm_momentum=batch_norm_momentum,
+            batch_norm_epsilon=batch_norm_epsilon,
             **kwargs,
         )
         self.dilation_rate = options.positive_int("dilation_rate", dilation_rate)
@@ -134,7 +153,8 @@ class BAM(BaseGate):
             )
 
     def build(self, input_shape):
-        options.feature_channels(self, input_shape)
+        # Checked here first, so that an error names this layer, not a gate.
+        self.hidden_channels(options.feature_channels(self, input_shape))
         shared = self._shared_config()
         shared["dtype"] = self.dtype_policy
         self.channel_gate = None
@@ -150,6 +170,41 @@ class BAM(BaseGate):
                 **shared,
             )
             self.spatial_gate.build(input_shape)
+
+    def named_sublayers(self):
+        """The map from BAM's weights to its sublayers: {path: sublayer}.
+
+        Paths are "channel_gate/<name>" and "spatial_gate/<name>", with the
+        names of `ChannelGate.named_sublayers()` and
+        `SpatialGate.named_sublayers()`, in the order of computation; a
+        branch that is off has none. Every weight of the layer belongs to
+        exactly one of these sublayers, so code that reads or writes BAM's
+        weights (cost counting, the tf_keras twin for quantization-aware
+        training, the PyTorch loader) goes through this map rather than
+        through BAM's attributes. "channel_gate/..." layers act on the
+        pooled (N, 1, 1, C) map, "spatial_gate/..." on the whole map.
+
+        Raises:
+            ValueError: the layer is not built yet.
+
+        Example:
+
+        >>> layer = BAM(num_dilated_convs=1)
+        >>> layer.build((None, 8, 8, 32))
+        >>> list(layer.named_sublayers())
+        ['channel_gate/fc_0', 'channel_gate/fc_final', 'channel_gate/bn_final',
+         'spatial_gate/conv_reduce', 'spatial_gate/bn_reduce',
+         'spatial_gate/conv_dilated_0', 'spatial_gate/bn_dilated_0',
+         'spatial_gate/conv_final', 'spatial_gate/bn_final']
+        """
+        self._require_built()
+        found = {}
+        for prefix, gate in (("channel_gate", self.channel_gate),
+                             ("spatial_gate", self.spatial_gate)):
+            if gate is not None:
+                for name, layer in gate.named_sublayers().items():
+                    found[f"{prefix}/{name}"] = layer
+        return found
 
     def attention(self, inputs, training=None):
         """Returns M(F), broadcastable to `inputs` (not expanded to it).

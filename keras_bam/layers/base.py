@@ -9,29 +9,33 @@ class BaseGate(keras.layers.Layer):
     """Stores, validates and serializes the arguments common to all gates.
 
     Not public: `ChannelGate`, `SpatialGate` and `BAM` derive from it so that
-    each argument is standardized once and `get_config()` of every layer is
-    exactly its constructor arguments.
+    each argument is standardized once, the same way in all three. Each of
+    them lists every one of its arguments in its own signature and passes
+    them here by name; only `keras.layers.Layer`'s own arguments (name,
+    dtype, trainable, ...) travel in `**kwargs`.
     """
 
     def __init__(
         self,
-        reduction_ratio=16,
-        min_hidden_channels=8,
-        variant="paper",
-        data_format=None,
-        kernel_initializer="glorot_uniform",
-        bias_initializer="zeros",
-        kernel_regularizer=None,
-        bias_regularizer=None,
-        batch_norm_momentum=0.9,
-        batch_norm_epsilon=1e-5,
+        *,
+        reduction_ratio,
+        min_hidden_channels,
+        variant,
+        data_format,
+        kernel_initializer,
+        bias_initializer,
+        kernel_regularizer,
+        bias_regularizer,
+        batch_norm_momentum,
+        batch_norm_epsilon,
         **kwargs,
     ):
         super().__init__(**kwargs)
         self.reduction_ratio = options.positive_int(
             "reduction_ratio", reduction_ratio
         )
-        self.min_hidden_channels = options.positive_int(
+        # None stays None in get_config(): the floor then follows `variant`.
+        self.min_hidden_channels = options.optional_positive_int(
             "min_hidden_channels", min_hidden_channels
         )
         self.variant = options.variant(variant)
@@ -50,6 +54,25 @@ class BaseGate(keras.layers.Layer):
         self.batch_norm_epsilon = options.batch_norm_value(
             "batch_norm_epsilon", batch_norm_epsilon
         )
+
+    def hidden_channels(self, channels):
+        """The width of the gate's bottleneck on a map with `channels`
+        channels: `channels // reduction_ratio`, floored by
+        `min_hidden_channels` (8 for the paper's variant and none for the
+        official one when it is None)."""
+        return options.hidden_channels(
+            channels,
+            self.reduction_ratio,
+            options.min_hidden_channels(self.min_hidden_channels, self.variant),
+            layer_name=f"{type(self).__name__} '{self.name}'",
+        )
+
+    def _require_built(self):
+        if not self.built:
+            raise ValueError(
+                f"{type(self).__name__} '{self.name}' is not built yet, so its "
+                "sublayers do not exist. Call it on a feature map or call "
+                "`build(input_shape)` first.")
 
     def compute_output_spec(self, inputs, *args, **kwargs):
         # Symbolic calls (keras.Input) do not run call(), so the dtype check
@@ -86,10 +109,7 @@ class BaseGate(keras.layers.Layer):
 
     def _channels(self, input_shape):
         channels = options.feature_channels(self, input_shape)
-        hidden = options.hidden_channels(
-            channels, self.reduction_ratio, self.min_hidden_channels
-        )
-        return channels, hidden
+        return channels, self.hidden_channels(channels)
 
     def _to_channels_last(self, x):
         if self.data_format == "channels_first":
@@ -102,7 +122,8 @@ class BaseGate(keras.layers.Layer):
         return x
 
     def _shared_config(self):
-        """The constructor arguments every gate takes, serialized."""
+        """The constructor arguments every gate takes, serialized: also the
+        keyword arguments BAM builds its two gates with."""
         return {
             "reduction_ratio": self.reduction_ratio,
             "min_hidden_channels": self.min_hidden_channels,

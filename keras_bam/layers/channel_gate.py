@@ -27,7 +27,8 @@ class ChannelGate(BaseGate):
         reduction_ratio: r, the MLP's squeeze factor. Default 16.
         min_hidden_channels: lower bound on the hidden width C // r (never
             above C), so that narrow feature maps keep a usable branch.
-            Default 8. Use 1 to reproduce `C // r` exactly.
+            None (default) means 8 for the paper's variant and no bound
+            (`C // r` exactly, as the authors' code) for the official one.
         variant: "paper" (default) or "official" (the authors' code).
         data_format: "channels_last", "channels_first" or None (Keras'
             image data format).
@@ -51,6 +52,34 @@ class ChannelGate(BaseGate):
     >>> tuple(gate(keras.ops.ones((2, 8, 8, 64))).shape)
     (2, 1, 1, 64)
     """
+
+    def __init__(
+        self,
+        reduction_ratio=16,
+        min_hidden_channels=None,
+        variant="paper",
+        data_format=None,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        kernel_regularizer=None,
+        bias_regularizer=None,
+        batch_norm_momentum=0.9,
+        batch_norm_epsilon=1e-5,
+        **kwargs,
+    ):
+        super().__init__(
+            reduction_ratio=reduction_ratio,
+            min_hidden_channels=min_hidden_channels,
+            variant=variant,
+            data_format=data_format,
+            kernel_initializer=kernel_initializer,
+            bias_initializer=bias_initializer,
+            kernel_regularizer=kernel_regularizer,
+            bias_regularizer=bias_regularizer,
+            batch_norm_momentum=batch_norm_momentum,
+            batch_norm_epsilon=batch_norm_epsilon,
+            **kwargs,
+        )
 
     def build(self, input_shape):
         channels, hidden = self._channels(input_shape)
@@ -79,6 +108,16 @@ class ChannelGate(BaseGate):
         if not official:
             self.bn_final = self._batch_norm("bn_final")
             self.bn_final.build((None, 1, 1, channels))
+
+    def named_sublayers(self):
+        """{name: sublayer} of the built gate, in the order of computation:
+        "fc_0", "bn_0" (official variant), "fc_final", "bn_final" (paper
+        variant). The two "fc" layers are 1x1 convolutions on the pooled
+        (N, 1, 1, C) map, standing for the paper's Dense layers."""
+        self._require_built()
+        found = {"fc_0": self.fc_0, "bn_0": self.bn_0,
+                 "fc_final": self.fc_final, "bn_final": self.bn_final}
+        return {name: layer for name, layer in found.items() if layer is not None}
 
     def call(self, inputs, training=None):
         options.check_float_input(self, inputs)

@@ -17,6 +17,13 @@ GATE_ACTIVATIONS = ("sigmoid", "tanh", "hard_sigmoid")
 # The combination of the two branches each variant uses when `combine=None`.
 DEFAULT_COMBINE = {"paper": "sum", "official": "product"}
 
+# The floor on the hidden width each variant uses when
+# `min_hidden_channels=None`: 8 for the paper's variant (a branch one or two
+# channels wide trains poorly and breaks int8 quantization), none for the
+# authors' code, which computes C // r at every width.
+DEFAULT_MIN_HIDDEN_CHANNELS = {"paper": 8, "official": None}
+
+
 def positive_int(name, value, minimum=1):
     """Returns `value` as an int, or raises if it is not an int >= minimum."""
     try:
@@ -29,6 +36,21 @@ def positive_int(name, value, minimum=1):
             f"Received: {name}={value!r}"
         )
     return as_int
+
+
+def optional_positive_int(name, value):
+    """None, or `value` as an int >= 1."""
+    if value is None:
+        return None
+    return positive_int(name, value)
+
+
+def min_hidden_channels(value, variant_name):
+    """The floor on the hidden width that a layer with `min_hidden_channels=
+    value` and `variant=variant_name` applies (None: no floor)."""
+    if value is None:
+        return DEFAULT_MIN_HIDDEN_CHANNELS[variant_name]
+    return value
 
 
 def choice(name, value, allowed):
@@ -80,15 +102,26 @@ def batch_norm_value(name, value):
     return value
 
 
-def hidden_channels(channels, reduction_ratio, min_hidden_channels):
+def hidden_channels(channels, reduction_ratio, min_hidden_channels, layer_name="BAM"):
     """Width of the bottleneck inside each gate.
 
     `channels // reduction_ratio`, as the paper and the authors' code compute
-    it, but never below `min_hidden_channels` (and never above `channels`).
-    A branch one or two channels wide trains poorly and often ends in a ReLU
-    that is dead on every input, which later breaks int8 quantization.
+    it, but never below `min_hidden_channels` (and never above `channels`);
+    `min_hidden_channels=None` applies no floor. Raises a ValueError when
+    the width comes out as 0.
     """
-    return max(channels // reduction_ratio, min(min_hidden_channels, channels))
+    hidden = channels // reduction_ratio
+    if min_hidden_channels is not None:
+        hidden = max(hidden, min(min_hidden_channels, channels))
+    if hidden == 0:
+        raise ValueError(
+            f"{layer_name} on a feature map with {channels} channels and "
+            f"reduction_ratio={reduction_ratio} has channels // reduction_ratio "
+            f"= 0 hidden channels (min_hidden_channels={min_hidden_channels!r} "
+            "sets no floor). Use a reduction_ratio of at most "
+            f"{channels}, or set min_hidden_channels (e.g. "
+            "min_hidden_channels=1) to keep at least that many hidden channels.")
+    return hidden
 
 
 def feature_channels(layer, input_shape):

@@ -32,7 +32,8 @@ class SpatialGate(BaseGate):
         dilation_rate: d, dilation of the 3x3 convolutions. Default 4.
         num_dilated_convs: how many dilated 3x3 convolutions. Default 2.
         min_hidden_channels: lower bound on the hidden width (never above C).
-            Default 8. Use 1 to reproduce `C // r` exactly.
+            None (default) means 8 for the paper's variant and no bound
+            (`C // r` exactly, as the authors' code) for the official one.
         variant: "paper" (default) or "official" (the authors' code).
         data_format: "channels_last", "channels_first" or None (Keras'
             image data format). Computation is channels_last inside, because
@@ -58,9 +59,35 @@ class SpatialGate(BaseGate):
     (2, 12, 10, 1)
     """
 
-    def __init__(self, reduction_ratio=16, dilation_rate=4, num_dilated_convs=2,
-                 **kwargs):
-        super().__init__(reduction_ratio=reduction_ratio, **kwargs)
+    def __init__(
+        self,
+        reduction_ratio=16,
+        dilation_rate=4,
+        num_dilated_convs=2,
+        min_hidden_channels=None,
+        variant="paper",
+        data_format=None,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        kernel_regularizer=None,
+        bias_regularizer=None,
+        batch_norm_momentum=0.9,
+        batch_norm_epsilon=1e-5,
+        **kwargs,
+    ):
+        super().__init__(
+            reduction_ratio=reduction_ratio,
+            min_hidden_channels=min_hidden_channels,
+            variant=variant,
+            data_format=data_format,
+            kernel_initializer=kernel_initializer,
+            bias_initializer=bias_initializer,
+            kernel_regularizer=kernel_regularizer,
+            bias_regularizer=bias_regularizer,
+            batch_norm_momentum=batch_norm_momentum,
+            batch_norm_epsilon=batch_norm_epsilon,
+            **kwargs,
+        )
         self.dilation_rate = options.positive_int("dilation_rate", dilation_rate)
         self.num_dilated_convs = options.positive_int(
             "num_dilated_convs", num_dilated_convs, minimum=0
@@ -101,6 +128,22 @@ class SpatialGate(BaseGate):
         if not official:
             self.bn_final = self._batch_norm("bn_final")
             self.bn_final.build((None, None, None, 1))
+
+    def named_sublayers(self):
+        """{name: sublayer} of the built gate, in the order of computation:
+        "conv_reduce", "bn_reduce", then "conv_dilated_{i}", "bn_dilated_{i}"
+        for each dilated convolution, "conv_final", and "bn_final" (paper
+        variant). Every one acts on the full-resolution map."""
+        self._require_built()
+        found = {}
+        suffixes = ["reduce"] + [f"dilated_{i}" for i in range(self.num_dilated_convs)]
+        for suffix, conv, bn in zip(suffixes, self.hidden_convs, self.hidden_bns):
+            found[f"conv_{suffix}"] = conv
+            found[f"bn_{suffix}"] = bn
+        found["conv_final"] = self.conv_final
+        if self.bn_final is not None:
+            found["bn_final"] = self.bn_final
+        return found
 
     def call(self, inputs, training=None):
         options.check_float_input(self, inputs)

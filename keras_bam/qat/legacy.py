@@ -17,6 +17,17 @@ import inspect
 import os
 
 from keras_bam.layers import options
+from keras_bam.rewrite import graph
+
+__all__ = [
+    "bam_block",
+    "check_bam_config",
+    "copy_back",
+    "legacy_layer",
+    "legacy_object",
+    "legacy_twin",
+    "tf_keras",
+]
 
 
 def tf_keras():
@@ -34,46 +45,6 @@ def tf_keras():
 # ------------------------------------------------------------------ BAM
 
 
-def bam_sublayer_names(config):
-    """Sublayer paths of a BAM with this config, as `bam_block` names them.
-
-    The same paths index `keras3_bam_sublayers`, which is how weights move
-    between a `keras_bam.BAM` and its legacy block in both directions.
-    """
-    names = []
-    official = config["variant"] == "official"
-    if config["use_channel_gate"]:
-        names += ["channel_gate/fc_0"]
-        names += ["channel_gate/bn_0"] if official else []
-        names += ["channel_gate/fc_final"]
-        names += [] if official else ["channel_gate/bn_final"]
-    if config["use_spatial_gate"]:
-        names += ["spatial_gate/conv_reduce", "spatial_gate/bn_reduce"]
-        for i in range(config["num_dilated_convs"]):
-            names += [f"spatial_gate/conv_dilated_{i}",
-                      f"spatial_gate/bn_dilated_{i}"]
-        names += ["spatial_gate/conv_final"]
-        names += [] if official else ["spatial_gate/bn_final"]
-    return names
-
-
-def keras3_bam_sublayers(bam):
-    """{path: sublayer} of a built `keras_bam.BAM`, paths as above."""
-    found = {}
-    gate = bam.channel_gate
-    if gate is not None:
-        for attr in ("fc_0", "bn_0", "fc_final", "bn_final"):
-            if getattr(gate, attr) is not None:
-                found[f"channel_gate/{attr}"] = getattr(gate, attr)
-    gate = bam.spatial_gate
-    if gate is not None:
-        for layer in [*gate.hidden_convs, *gate.hidden_bns, gate.conv_final,
-                      gate.bn_final]:
-            if layer is not None:
-                found[f"spatial_gate/{layer.name}"] = layer
-    return found
-
-
 def check_bam_config(config, name):
     """Raises a ValueError for the BAM options the legacy block cannot give."""
     if config["data_format"] != "channels_last":
@@ -85,8 +56,9 @@ def check_bam_config(config, name):
         raise ValueError(
             f"BAM '{name}' uses gate_activation='hard_sigmoid', which tf_keras "
             "defines as a different curve (0.2 x + 0.5), so its legacy twin "
-            "would not compute the same function. Use 'sigmoid' or 'tanh' for "
-            "QAT, or export with --quantization int8.")
+            "would not compute the same function. Use gate_activation='sigmoid' "
+            "or 'tanh' for quantization-aware training, or quantize after "
+            "training (quantization='int8').")
 
 
 def bam_block(x, config, name):
@@ -99,13 +71,17 @@ def bam_block(x, config, name):
     is named `{name}_{gate}_{sublayer}`.
 
     Returns:
-        (output tensor, {sublayer path: legacy layer}).
+        (output tensor, {sublayer path: legacy layer}), the paths those of
+        `keras_bam.BAM.named_sublayers()`, so that weights move between a BAM
+        and its block path by path.
     """
     layers = tf_keras().layers
     check_bam_config(config, name)
     channels = int(x.shape[-1])
-    hidden = options.hidden_channels(channels, config["reduction_ratio"],
-                                     config["min_hidden_channels"])
+    hidden = options.hidden_channels(
+        channels, config["reduction_ratio"],
+        options.min_hidden_channels(config.get("min_hidden_channels"),
+                                    config["variant"]))
     official = config["variant"] == "official"
     made = {}
 
@@ -199,9 +175,10 @@ def legacy_object(module, value):
 # ------------------------------------------------------- Keras 3 -> tf_keras
 
 
-def legacy_layer(layer):
+def legacy_layer(layer, name=None):
     """A tf_keras layer of the same class and configuration as the Keras 3
-    `layer`, not built (its weights are copied once it is)."""
+    `layer`, not built (its weights are copied once it is), named `name`
+    (default: the layer's own name)."""
     tk = tf_keras()
     kind = type(layer).__name__
     cls = getattr(tk.layers, kind, None)
@@ -210,7 +187,7 @@ def legacy_layer(layer):
             f"Layer '{layer.name}' ({type(layer).__module__}.{kind}) has no "
             "tf_keras counterpart, so its model cannot be carried to legacy "
             "Keras for quantization-aware training. Export it with "
-            "--quantization int8 (post-training) instead.")
+            "post-training quantization (quantization='int8') instead.")
     accepted = set(inspect.signature(cls.__init__).parameters) | {
         "name", "trainable"}
     config = {}
@@ -222,6 +199,8 @@ def legacy_layer(layer):
                 tk.regularizers if key.endswith("_regularizer")
                 else tk.constraints, value)
         config[key] = value
+    if name is not None:
+        config["name"] = name
     # QAT trains in float32 whatever the Keras 3 policy was.
     return cls(dtype="float32", **config)
 
@@ -240,15 +219,15 @@ def legacy_twin(model):
         (Keras 3 layer, tf_keras layer) that hold the same weights, the
         order `copy_weights` and its reverse use.
     """
-    from keras_bam.rewrite.graph import as_functional
-
     tk = tf_keras()
-    model = as_functional(model)
+    model = graph.as_functional(model)
     inputs = [tk.Input(shape=tuple(t.shape[1:]), batch_size=t.shape[0],
-                       name=t._keras_history.operation.name)
+                       name=graph.input_name(t))
               for t in model.inputs]
     state = {"pairs": [], "made": {}, "names": {x.name for x in inputs}}
-    outputs = _replay_keras3(model, inputs, state)
+    outputs = graph.replay(model, inputs,
+                           lambda call, args, kwargs: _twin_call(call, args, kwargs,
+                                                                 state))
     twin = tk.Model(inputs if len(inputs) > 1 else inputs[0],
                     outputs if len(outputs) > 1 else outputs[0],
                     name=model.name)
@@ -257,57 +236,40 @@ def legacy_twin(model):
     return twin, state["pairs"]
 
 
-def _replay_keras3(model, inputs, state):
-    """Calls tf_keras counterparts of `model`'s layers on `inputs`, in the
-    order of the Keras 3 graph; returns the outputs as a list."""
+def _twin_call(call, args, kwargs, state):
+    """`graph.replay`'s call function for `legacy_twin`: the tf_keras
+    counterpart of one call of the Keras 3 graph, applied to the twin's
+    tensors `args` and `kwargs`."""
     import keras
-    from keras.src.models.functional import Functional
 
-    from keras_bam.layers import BAM
+    from keras_bam.layers.bam import BAM
 
-    known = {id(t): x for t, x in zip(model.inputs, inputs)}
-    for node in ready_nodes(model, known, lambda n: n.input_tensors):
-        operation = node.operation
-        args, kwargs = node.arguments.fill_in(known)
-        if isinstance(operation, Functional):
-            outputs = _replay_keras3(operation, keras.tree.flatten(args),
-                                     state)
-        elif isinstance(operation, BAM):
-            outputs, made = bam_block(args[0], operation.get_config(),
-                                      _unique(operation.name, state))
-            own = keras3_bam_sublayers(operation)
-            state["pairs"] += [(own[path], made[path]) for path in made]
-        elif isinstance(operation, keras.layers.Layer):
-            twin_layer = state["made"].get(id(operation))
-            if twin_layer is None:  # a shared layer stays shared
-                twin_layer = legacy_layer(operation)
-                twin_layer._name = _unique(operation.name, state)
-                state["made"][id(operation)] = twin_layer
-                state["pairs"].append((operation, twin_layer))
-            kwargs = {k: v for k, v in kwargs.items()
-                      if k not in ("training", "mask")}
-            outputs = twin_layer(*args, **kwargs)
-        else:
-            raise ValueError(
-                f"The model calls the bare operation "
-                f"'{type(operation).__name__}' ({operation.name}) in its "
-                "graph, which has no tf_keras layer to stand for it in "
-                "quantization-aware training. Wrap it in a standard layer "
-                "or export with --quantization int8.")
-        for tensor, value in zip(node.outputs, keras.tree.flatten(outputs)):
-            known[id(tensor)] = value
-    return [known[id(t)] for t in model.outputs]
-
-
-def ready_nodes(model, known, input_tensors):
-    """The call nodes of a Functional model (Keras 3 or tf_keras: both keep
-    `_nodes_by_depth`) in graph order, those whose `input_tensors(node)`
-    are all in `known` (ids of tensors already computed) when reached."""
-    for depth in sorted(model._nodes_by_depth, reverse=True):
-        for node in model._nodes_by_depth[depth]:
-            if not node.is_input and all(id(t) in known
-                                         for t in input_tensors(node)):
-                yield node
+    operation = call.operation
+    if graph.is_functional(operation):  # flattened into the twin's graph
+        return graph.replay(
+            operation, keras.tree.flatten(args),
+            lambda inner, a, k: _twin_call(inner, a, k, state))
+    if isinstance(operation, BAM):
+        outputs, made = bam_block(args[0], operation.get_config(),
+                                  _unique(operation.name, state))
+        own = operation.named_sublayers()
+        state["pairs"] += [(own[path], made[path]) for path in made]
+        return outputs
+    if isinstance(operation, keras.layers.Layer):
+        twin_layer = state["made"].get(id(operation))
+        if twin_layer is None:  # a shared layer stays shared
+            twin_layer = legacy_layer(operation,
+                                      name=_unique(operation.name, state))
+            state["made"][id(operation)] = twin_layer
+            state["pairs"].append((operation, twin_layer))
+        kwargs = {k: v for k, v in kwargs.items()
+                  if k not in ("training", "mask")}
+        return twin_layer(*args, **kwargs)
+    raise ValueError(
+        f"The model calls the bare operation '{type(operation).__name__}' "
+        f"({operation.name}) in its graph, which has no tf_keras layer to "
+        "stand for it in quantization-aware training. Wrap it in a standard "
+        "layer or quantize after training (quantization='int8').")
 
 
 def _unique(name, state):

@@ -18,6 +18,8 @@ import keras
 
 from keras_bam.rewrite.graph import ModelGraph, as_functional
 
+__all__ = ["BAMCost", "CostReport", "bam_macs", "cost_report", "layer_macs"]
+
 
 @dataclasses.dataclass
 class BAMCost:
@@ -160,16 +162,16 @@ def layer_macs(layer, output_shape):
 
 
 def bam_macs(layer, positions):
-    """MACs of a BAM on a map with `positions` = height * width."""
+    """MACs of a BAM on a map with `positions` = height * width: every
+    convolution of `layer.named_sublayers()`, those of the channel gate at
+    one position (the pooled map), those of the spatial gate at every one."""
     total = 0
-    if layer.channel_gate is not None:
-        gate = layer.channel_gate
-        total += math.prod(gate.fc_0.kernel.shape)
-        total += math.prod(gate.fc_final.kernel.shape)
-    if layer.spatial_gate is not None:
-        gate = layer.spatial_gate
-        for conv in [*gate.hidden_convs, gate.conv_final]:
-            total += positions * math.prod(conv.kernel.shape)
+    for path, sublayer in layer.named_sublayers().items():
+        kernel = getattr(sublayer, "kernel", None)
+        if kernel is None:
+            continue  # batch norm
+        at = 1 if path.startswith("channel_gate/") else positions
+        total += at * math.prod(kernel.shape)
     return total
 
 

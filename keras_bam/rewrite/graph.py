@@ -1,9 +1,19 @@
-"""A Functional model's graph, flattened and annotated with feature-map shapes.
+"""Walking a Functional model's graph, and the graph annotated with shapes.
 
-Keras 3 records a Functional model as nodes (one per call of a layer or of a
-bare `keras.ops` operation, as MobileNetV3's `x + 3.0`). This module lists
-them in a topological order, nested Functional models expanded in place
-(their nodes are named `outer/inner`), with:
+Keras records a Functional model as calls (one per call of a layer or of a
+bare `keras.ops` operation, as MobileNetV3's `x + 3.0`). Two functions walk
+them, for Keras 3 and legacy `tf_keras` models alike, and are the only graph
+walkers in keras_bam (insertion, cost, attention maps and the tf_keras twin
+for quantization-aware training all use them):
+
+- `calls(model)`: the calls in a topological order, nested models as one
+  call;
+- `replay(model, inputs, call_function)`: the graph run again on other
+  values (shape specs, tensors of another model), `call_function` standing
+  in for every call.
+
+`ModelGraph` replays a Keras 3 model on shape specs and lists its calls,
+nested Functional models expanded in place (named `outer/inner`), with:
 
 - the output shape of each node at a probe size: the model's own input size
   where it is known, else 224 for an unknown height or width, so that
@@ -16,11 +26,25 @@ node, so the analysed model is left exactly as it was.
 """
 
 import dataclasses
+import functools
 
 import keras
-from keras.src.models.functional import Functional  # what clone_model rewrites
 
-from keras_bam.layers import BAM
+from keras_bam.layers.bam import BAM
+from keras_bam.rewrite import keras_internals
+from keras_bam.rewrite.keras_internals import Call, is_functional
+
+__all__ = [
+    "Call",
+    "GraphNode",
+    "ModelGraph",
+    "as_functional",
+    "calls",
+    "input_name",
+    "is_functional",
+    "leaf_layers",
+    "replay",
+]
 
 PROBE_SIZE = 224  # stands in for an unknown height or width
 
@@ -106,15 +130,20 @@ class ModelGraph:
         self.model = model
         self.data_format = _data_format(model)
         self.nodes = []
-        inputs = []
+        # id(spec) -> index of the node that made it; `_specs` keeps every
+        # spec alive meanwhile, so that no id is reused for another object.
+        self._producer, self._specs = {}, []
+        specs = []
         for tensor in model.inputs:
-            layer = tensor._keras_history.operation
+            layer = keras_internals.input_layer(tensor)
             spec = keras.KerasTensor(_probe_shape(tensor.shape, self.data_format),
                                      dtype=tensor.dtype)
-            index = self._add(layer.name, layer, spec.shape, [])
-            inputs.append((spec, index))
-        outputs = self._walk(model, inputs, prefix="")
-        self.output_indices = [index for _, index in outputs]
+            self._producer[id(spec)] = self._add(layer.name, layer, spec.shape, [])
+            specs.append(spec)
+        self._specs += specs
+        outputs = replay(model, specs, functools.partial(self._visit, prefix=""))
+        self.output_indices = [self._producer[id(spec)] for spec in outputs]
+        del self._producer, self._specs
         self._mark_cuts()
 
     # ------------------------------------------------------------- building
@@ -127,33 +156,24 @@ class ModelGraph:
         self.nodes.append(node)
         return node.index
 
-    def _walk(self, model, inputs, prefix):
-        """Adds `model`'s nodes; `inputs` pairs each model input with (probe
-        spec, producing node). Returns the same pairs for its outputs."""
-        known = {id(x): value for x, value in zip(model.inputs, inputs)}
-        for depth in sorted(model._nodes_by_depth, reverse=True):
-            for node in model._nodes_by_depth[depth]:
-                if node.is_input:
-                    continue
-                if any(id(x) not in known for x in node.input_tensors):
-                    continue  # not reachable from these inputs
-                operation = node.operation
-                producers = [known[id(x)][1] for x in node.input_tensors]
-                if isinstance(operation, Functional):
-                    results = self._walk(
-                        operation, [known[id(x)] for x in node.input_tensors],
-                        prefix + operation.name + "/")
-                else:
-                    specs = {key: spec for key, (spec, _) in known.items()}
-                    args, kwargs = node.arguments.fill_in(specs)
-                    out = keras.tree.flatten(
-                        operation.compute_output_spec(*args, **kwargs))
-                    index = self._add(prefix + operation.name, operation,
-                                      out[0].shape, producers)
-                    results = [(spec, index) for spec in out]
-                for tensor, result in zip(node.outputs, results):
-                    known[id(tensor)] = result
-        return [known[id(x)] for x in model.outputs]
+    def _visit(self, call, args, kwargs, prefix):
+        """`replay`'s call function: adds the call's node (a nested model's
+        nodes) and returns its output specs."""
+        operation = call.operation
+        if is_functional(operation):
+            return replay(operation, keras.tree.flatten(args),
+                          functools.partial(self._visit,
+                                            prefix=prefix + operation.name + "/"))
+        producers = [self._producer[id(value)]
+                     for value in keras.tree.flatten((args, kwargs))
+                     if id(value) in self._producer]
+        outputs = keras.tree.flatten(operation.compute_output_spec(*args, **kwargs))
+        index = self._add(prefix + operation.name, operation, outputs[0].shape,
+                          producers)
+        for spec in outputs:
+            self._producer[id(spec)] = index
+        self._specs += outputs
+        return outputs
 
     def _mark_cuts(self):
         """A node is a cut when no edge jumps over it in topological order,
@@ -187,6 +207,55 @@ class ModelGraph:
 
     def bam_nodes(self):
         return [n for n in self.nodes if n.is_bam]
+
+
+def calls(model):
+    """The operation calls of a Functional `model` (Keras 3 or tf_keras) in a
+    topological order: `keras_internals.Call`s with `operation`, `args`,
+    `kwargs`, `inputs` and `outputs`. A nested model is one call; calls
+    that the model's inputs do not reach are left out."""
+    reached = {id(tensor) for tensor in model.inputs}
+    found = []
+    for call in keras_internals.graph_calls(model):
+        if all(id(tensor) in reached for tensor in call.inputs):
+            found.append(call)
+            reached.update(id(tensor) for tensor in call.outputs)
+    return found
+
+
+def replay(model, inputs, call_function):
+    """Runs a Functional model's graph again on other values.
+
+    Args:
+        model: a Functional model, Keras 3 or tf_keras.
+        inputs: one value per `model.inputs` (a shape spec, a tensor of a
+            model being built, ...).
+        call_function: `call_function(call, args, kwargs)` stands in for
+            every call of `calls(model)` and returns its outputs; `args` and
+            `kwargs` are the recorded ones with each graph tensor replaced by
+            the value computed for it. A nested model is one call: replay it
+            from `call_function` to walk inside.
+
+    Returns:
+        The values computed for `model.outputs`, as a list.
+    """
+    known = {id(tensor): value for tensor, value in zip(model.inputs, inputs)}
+
+    def substitute(value):
+        return known.get(id(value), value)
+
+    for call in calls(model):
+        args = keras.tree.map_structure(substitute, call.args)
+        kwargs = keras.tree.map_structure(substitute, call.kwargs)
+        outputs = keras.tree.flatten(call_function(call, args, kwargs))
+        for tensor, value in zip(call.outputs, outputs):
+            known[id(tensor)] = value
+    return [known[id(tensor)] for tensor in model.outputs]
+
+
+def input_name(tensor):
+    """The name of the input layer behind one of a model's input tensors."""
+    return keras_internals.input_layer(tensor).name
 
 
 def _probe_shape(shape, data_format):
@@ -232,8 +301,8 @@ def as_functional(model):
                 "width, channels))` or call `model.build((None, height, width, "
                 "channels))` first; keras_bam then reads it as a "
                 "Functional model.")
-        return Functional(inputs, outputs, name=model.name)
-    if isinstance(model, Functional):
+        return keras.Model(inputs=inputs, outputs=outputs, name=model.name)
+    if is_functional(model):
         return model
     if isinstance(model, keras.Model):
         raise ValueError(

@@ -3,11 +3,12 @@
 import difflib
 
 import keras
-from keras.src.models.functional import Functional
 
-from keras_bam.layers import BAM
+from keras_bam.layers.bam import BAM
 from keras_bam.rewrite import placement
-from keras_bam.rewrite.graph import ModelGraph, as_functional, leaf_layers
+from keras_bam.rewrite.graph import ModelGraph, as_functional, input_name, leaf_layers
+
+__all__ = ["find_bottlenecks", "insert_bam"]
 
 _BAM_SUFFIX = "_bam"
 
@@ -111,7 +112,7 @@ def rewrite(model, after, share_weights, name, input_tensors, bam_kwargs):
     if input_tensors is None:  # clone_model would name them "keras_tensor"
         input_tensors = [
             keras.Input(batch_shape=t.shape, dtype=t.dtype,
-                        name=t._keras_history.operation.name)
+                        name=input_name(t))
             for t in model.inputs]
         if not isinstance(model.input, (list, tuple)):
             input_tensors = input_tensors[0]
@@ -121,14 +122,16 @@ def rewrite(model, after, share_weights, name, input_tensors, bam_kwargs):
     if not share_weights:
         _copy_weights(new_model, originals)
     if name is not None and name != new_model.name:
-        new_model = Functional(new_model.inputs, new_model.outputs, name=name)
+        # .input/.output keep the structure: one tensor stays one tensor.
+        new_model = keras.Model(inputs=new_model.input, outputs=new_model.output,
+                                name=name)
     return new_model
 
 
 def choose_anchors(graph, after):
     """The GraphNodes BAM goes after: the default bottlenecks when `after`
     is None, else the named layers; checked, or a ValueError that says why.
-    Backend-agnostic: `keras_bam.qat.rewrite` uses it on tf_keras graphs."""
+    """
     if after is None:
         existing = graph.bam_nodes()
         if existing:
