@@ -109,12 +109,14 @@ def _read_file(path):
     except Exception as error:  # noqa: BLE001 - any reason torch cannot read it
         first = (str(error).strip().splitlines() or [type(error).__name__])[0]
         if "weights only load failed" in str(error).lower():
+            found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(error))
             raise ValueError(
-                f"{path!r} holds Python objects besides tensors, which "
-                "torch.load(weights_only=True) does not run. If you trust "
-                "the file, load it yourself with torch.load(path, "
+                f"{path!r} holds Python objects besides tensors"
+                + (f" ({found.group(1)})" if found else "")
+                + ", which torch.load(weights_only=True) does not restore. If "
+                "you trust the file, load it yourself with torch.load(path, "
                 "map_location=\"cpu\", weights_only=False) and pass the "
-                f"result to from_torch_checkpoint. ({first})"
+                "result to from_torch_checkpoint."
             ) from None
         raise ValueError(
             f"{path!r} cannot be read as a PyTorch checkpoint: {first}. Pass "
@@ -172,6 +174,8 @@ def read_torch_checkpoint(path_or_state_dict):
 
 def _preview(keys, limit=6):
     keys = sorted(keys)
+    if not keys:
+        return "none, the state dict is empty"
     more = f" (and {len(keys) - limit} more)" if len(keys) > limit else ""
     return ", ".join(keys[:limit]) + more
 
