@@ -13,6 +13,7 @@ from keras_bam.torch_checkpoint import (
     inspect_state_dict,
     load_torch_checkpoint,
     read_torch_checkpoint,
+    to_torch_state_dict,
 )
 from keras_bam.torch_weights import load_torch_weights
 
@@ -35,4 +36,5 @@ __all__ = [
     "load_torch_checkpoint",
     "load_torch_weights",
     "read_torch_checkpoint",
+    "to_torch_state_dict",
 ]

@@ -24,14 +24,18 @@ import re
 import numpy as np
 
 from keras_bam.applications import residual_net
+from keras_bam.torch_weights import _expected as _bam_entries
 from keras_bam.torch_weights import load_torch_weights
 
 __all__ = [
     "CheckpointSpec",
+    "convert_checkpoint",
     "from_torch_checkpoint",
     "inspect_state_dict",
+    "load_pretrained",
     "load_torch_checkpoint",
     "read_torch_checkpoint",
+    "to_torch_state_dict",
 ]
 
 logger = logging.getLogger("keras_bam.torch_checkpoint")
@@ -420,4 +424,122 @@ def from_torch_checkpoint(path_or_state_dict, include_top=True, input_shape=None
                     classes, spec.classes)
         model = residual_net.replace_classifier(
             model, classes, classifier_activation=classifier_activation)
+    return model
+
+
+# ---------------------------------------------------------------- the other way, and files
+
+
+def _to_torch_layout(value, torch_shape):
+    if value.ndim == 4 and len(torch_shape) == 4:  # conv (kh, kw, in, out)
+        return value.transpose(3, 2, 0, 1)
+    if value.ndim == 4 and len(torch_shape) == 2:  # BAM's 1x1 conv for a Linear
+        return value[0, 0].T
+    if value.ndim == 2:  # Dense (in, out)
+        return value.T
+    return value
+
+
+def to_torch_state_dict(model):
+    """The state dict of the authors' PyTorch network for a `ResidualNet` model.
+
+    The inverse of `load_torch_checkpoint`: parameter names as in their code
+    (no `module.` prefix), NumPy arrays in PyTorch's layouts, batch-norm
+    `num_batches_tracked` set to 0. After fine-tuning in Keras,
+    `net.load_state_dict({k: torch.from_numpy(v) for k, v in sd.items()})`
+    puts the weights back into their `ResidualNet`.
+
+    Args:
+        model: a model built by `keras_bam.applications.ResidualNet*` or
+            returned by `from_torch_checkpoint`.
+
+    Returns:
+        A dict of parameter names to float32 (and int64) NumPy arrays.
+    """
+    import keras
+
+    trunk, bams = _weighted_layers(model)
+    entries = [entry for layer in trunk for entry in _entries(layer)]
+    for layer in bams:
+        entries += [(f"{layer.name}.{name}", variable, convert, shape)
+                    for name, variable, convert, shape in _bam_entries(layer)]
+    state_dict = {}
+    for name, variable, _, torch_shape in entries:
+        value = np.asarray(keras.ops.convert_to_numpy(variable), np.float32)
+        state_dict[name] = np.ascontiguousarray(_to_torch_layout(value, torch_shape))
+        if name.endswith(".running_var"):
+            state_dict[name[: -len("running_var")] + "num_batches_tracked"] = np.array(
+                0, np.int64)
+    return state_dict
+
+
+def convert_checkpoint(path_or_state_dict, output, **kwargs):
+    """Converts the authors' checkpoint to a Keras `.keras` file.
+
+    `from_torch_checkpoint(path_or_state_dict, **kwargs)`, saved to `output`
+    atomically (written beside it under a temporary name, then renamed): a
+    failed conversion leaves no file, and never a partial one.
+
+    Returns:
+        `(model, spec, metadata)`: the Keras model, the `CheckpointSpec`
+        found, and the checkpoint's epoch, arch and best_prec1.
+    """
+    import tempfile
+
+    output = os.fspath(output)
+    if not output.endswith(".keras"):
+        raise ValueError(
+            f"The output must be a .keras file. Received: {output!r}. Add the "
+            ".keras extension."
+        )
+    folder = os.path.dirname(os.path.abspath(output))
+    if not os.path.isdir(folder):
+        raise ValueError(
+            f"The output folder {folder!r} does not exist. Create it or choose "
+            "another output path."
+        )
+    state_dict, metadata = read_torch_checkpoint(path_or_state_dict)
+    spec = inspect_state_dict(state_dict)
+    model = from_torch_checkpoint(state_dict, **kwargs)
+    handle, temporary = tempfile.mkstemp(prefix=".tmp-", suffix=".keras", dir=folder)
+    os.close(handle)
+    try:
+        model.save(temporary)
+        os.replace(temporary, output)
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+    return model, spec, metadata
+
+
+def load_pretrained(path, classes=None, classifier_activation=None):
+    """A model to start training from: a `.keras` file or their checkpoint.
+
+    Args:
+        path: a model saved with `model.save("NAME.keras")`, or anything
+            `from_torch_checkpoint` reads (their `.pth.tar`, a `.npz`).
+        classes: None keeps the classifier. A number different from the
+            model's output width replaces the last layer (a `Dense`) with a
+            new `Dense(classes)` (`keras_bam.applications.replace_classifier`).
+        classifier_activation: of a new classifier. Default None (logits).
+
+    Returns:
+        The Keras model.
+    """
+    import keras
+
+    from keras_bam.applications.residual_net import replace_classifier
+
+    path = os.fspath(path)
+    if not path.endswith(".keras"):
+        return from_torch_checkpoint(path, classes=classes,
+                                     classifier_activation=classifier_activation)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"Model {path!r} does not exist.")
+    model = keras.saving.load_model(path)
+    if classes is not None and model.output_shape[-1] != classes:
+        logger.info("New classifier: %s classes instead of %s.", classes,
+                    model.output_shape[-1])
+        model = replace_classifier(model, classes,
+                                   classifier_activation=classifier_activation)
     return model

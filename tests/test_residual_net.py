@@ -121,12 +121,15 @@ def test_replace_classifier_shares_the_backbone():
     assert new.get_layer("fc").activation is keras.activations.softmax
     assert new.get_layer("layer4_1_conv2") is model.get_layer("layer4_1_conv2")
     assert new.name == model.name
+    features = ResidualNet18(network_type="CIFAR", include_top=False, pooling="avg")
+    with pytest.raises(ValueError, match="is a GlobalAveragePooling2D.*include_top=True"):
+        replace_classifier(features, 7)
 
 
 @pytest.mark.parametrize(
     "kwargs, match",
     [({"layer_name": "classifier"}, "no layer named 'classifier'"),
-     ({"layer_name": "layer4_1_conv2"}, "is a Conv2D, not the Dense"),
+     ({"layer_name": "layer4_1_conv2"}, "is a Conv2D, not a Dense"),
      ({"classes": 0}, r"classes=0")],
 )
 def test_replace_classifier_errors(kwargs, match):

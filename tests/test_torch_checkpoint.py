@@ -12,7 +12,10 @@ NumPy state dict path needs no torch.
 
 import argparse
 import collections
+import json
+import os
 import re
+import runpy
 import sys
 
 import keras
@@ -21,7 +24,15 @@ import pytest
 import resnet_reference
 
 import keras_bam
-from keras_bam import from_torch_checkpoint, inspect_state_dict, load_torch_checkpoint
+from keras_bam import (
+    from_torch_checkpoint,
+    inspect_state_dict,
+    load_torch_checkpoint,
+    to_torch_state_dict,
+)
+from keras_bam.torch_checkpoint import load_pretrained
+
+SCRIPT = os.path.join(os.path.dirname(__file__), "..", "examples", "convert_checkpoint.py")
 
 RTOL = 1e-4  # relative to the largest logit; float32 against float64
 NETWORKS = {
@@ -272,6 +283,60 @@ def test_unreadable_files(tmp_path):
 def test_bad_state_dicts(value, error, match):
     with pytest.raises(error, match=match):
         from_torch_checkpoint(value)
+
+
+def test_to_torch_state_dict_inverts_the_loading(cifar18):
+    """Back to their names and layouts, bit for bit, with the same keys."""
+    model, state_dict = cifar18
+    back = to_torch_state_dict(model)
+    assert set(back) == set(state_dict)
+    for key, value in state_dict.items():
+        if key.endswith("num_batches_tracked"):
+            assert back[key].dtype == np.int64 and back[key].shape == ()
+        else:
+            np.testing.assert_array_equal(back[key], value, err_msg=key)
+
+
+def test_convert_command(cifar18, tmp_path, capsys):
+    model, state_dict = cifar18
+    checkpoint = str(tmp_path / "resnet18.npz")
+    np.savez(checkpoint, **{"module." + k: v for k, v in state_dict.items()})
+    main = runpy.run_path(SCRIPT)["main"]
+    output, report = tmp_path / "resnet18.keras", tmp_path / "report.json"
+    assert main([checkpoint, "--output", str(output), "--report", str(report)]) == 0
+    found = json.loads(report.read_text())
+    assert found["network"] == "ResidualNet-18 CIFAR" and found["attention"] == "bam"
+    # What their model.parameters() counts: every entry but the BN statistics.
+    trainable = sum(v.size for k, v in state_dict.items()
+                    if not k.endswith(("running_mean", "running_var", "num_batches_tracked")))
+    assert found["trainable_parameters"] == trainable
+    reloaded = keras.saving.load_model(str(output))
+    for a, b in zip(snapshot(reloaded), snapshot(model)):
+        np.testing.assert_array_equal(a, b)
+
+    # Bad input: one line on stderr, exit 2, nothing written.
+    capsys.readouterr()
+    for argv in ([checkpoint, "--output", str(tmp_path / "m.h5")],
+                 [str(tmp_path / "none.pth"), "--output", str(tmp_path / "n.keras")],
+                 [checkpoint, "--output", str(tmp_path / "p.keras"), "--pooling", "avg"]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and err.count("\n") == 1, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "report.json", "resnet18.keras", "resnet18.npz"]
+
+
+def test_load_pretrained_keras_file_with_new_head(cifar18, tmp_path):
+    model, _ = cifar18
+    path = str(tmp_path / "m.keras")
+    model.save(path)
+    same = load_pretrained(path, classes=10)
+    assert same.get_layer("fc").kernel.shape == (512, 10)
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(same.get_layer("fc").kernel),
+        keras.ops.convert_to_numpy(model.get_layer("fc").kernel))
+    new = load_pretrained(path, classes=4)
+    assert new.output_shape == (None, 4)
 
 
 def export_int8(model, path, calibration, held_out):

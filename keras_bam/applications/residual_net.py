@@ -404,28 +404,29 @@ del _constructor, _depth, _kind, _blocks
 
 
 def replace_classifier(model, classes, classifier_activation=None,
-                       layer_name="fc", name=None):
+                       layer_name=None, name=None):
     """A model with a new, freshly initialized classifier for `classes`.
 
     For fine-tuning a loaded network on a dataset with other classes: the
-    classifier layer `layer_name` (a `Dense`) is replaced by a new
-    `Dense(classes)` on the same features. The rest of the network is
-    shared with `model`, not copied (as when a `keras.applications` model
-    is used as a base): training the new model changes `model`'s layers
-    too; `keras.models.clone_model` first if both are needed apart.
+    classifier (a `Dense` layer) is replaced by a new `Dense(classes)` on the
+    same features. The rest of the network is shared with `model`, not
+    copied (as when a `keras.applications` model is used as a base):
+    training the new model changes `model`'s layers too;
+    `keras.models.clone_model` first if both are needed apart.
 
     Args:
-        model: a Functional model whose classifier is the `Dense` layer
-            named `layer_name`, e.g. from `ResidualNet50(...)` or
+        model: a Functional model ending in a `Dense` classifier, e.g. from
+            `ResidualNet50(...)` (its classifier is "fc") or
             `keras_bam.from_torch_checkpoint(...)`.
         classes: number of classes of the new classifier.
         classifier_activation: its activation. Default None (logits).
-        layer_name: the classifier to replace. Default "fc".
+        layer_name: the classifier to replace. Default None: the model's
+            last layer, which must be a `Dense`.
         name: the new model's name. Default `model.name`.
 
     Returns:
         A Functional `keras.Model` with the inputs of `model`, ending in a
-        `Dense(classes)` named `layer_name`.
+        `Dense(classes)` with the old classifier's name.
 
     Example:
 
@@ -438,24 +439,33 @@ def replace_classifier(model, classes, classifier_activation=None,
         raise ValueError(
             f"`classes` must be a positive integer. Received: classes={classes!r}"
         )
-    names = [layer.name for layer in getattr(model, "layers", [])]
-    if layer_name not in names:
-        import difflib
-
-        close = difflib.get_close_matches(layer_name, names, n=3)
-        raise ValueError(
-            f"{getattr(model, 'name', model)!r} has no layer named {layer_name!r}"
-            + (f" (close: {', '.join(close)})" if close else "")
-            + ". Pass the classifier's name as layer_name=..., or build the "
-            "model with include_top=True."
+    layers = list(getattr(model, "layers", []))
+    if not layers or not getattr(model, "inputs", None):
+        raise TypeError(
+            "replace_classifier takes a Functional keras.Model. "
+            f"Received: {model!r}"
         )
-    old = model.get_layer(layer_name)
+    if layer_name is None:
+        old = layers[-1]
+    else:
+        names = [layer.name for layer in layers]
+        if layer_name not in names:
+            import difflib
+
+            close = difflib.get_close_matches(layer_name, names, n=3)
+            raise ValueError(
+                f"{model.name!r} has no layer named {layer_name!r}"
+                + (f" (close: {', '.join(close)})" if close else "")
+                + ". Pass the classifier's name as layer_name=..., or build "
+                "the model with include_top=True."
+            )
+        old = model.get_layer(layer_name)
     if not isinstance(old, keras.layers.Dense):
         raise ValueError(
-            f"Layer {layer_name!r} of {model.name!r} is a "
-            f"{type(old).__name__}, not the Dense classifier. Pass the "
-            "classifier's name as layer_name=..."
+            f"Layer {old.name!r} of {model.name!r} is a {type(old).__name__}, "
+            "not a Dense classifier. Pass the classifier's name as "
+            "layer_name=..., or build the model with include_top=True."
         )
     head = keras.layers.Dense(classes, activation=classifier_activation,
-                              name=layer_name)
+                              name=old.name)
     return keras.Model(model.inputs, head(old.input), name=name or model.name)
