@@ -17,6 +17,7 @@ from keras_bam.applications import (
     ResidualNet18,
     ResidualNet50,
     replace_classifier,
+    resize_and_center_crop,
 )
 
 
@@ -167,3 +168,18 @@ def test_weights_path_loads_keras_weights(tmp_path, rng):
     np.testing.assert_array_equal(
         keras.ops.convert_to_numpy(loaded(x, training=False)),
         keras.ops.convert_to_numpy(model(x, training=False)))
+
+
+def test_resize_and_center_crop(rng):
+    image = rng.uniform(0, 255, (256, 320, 3)).astype("float32")
+    # Shorter side already 256: no resize, the central 224 x 224 pixels.
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(resize_and_center_crop(image)),
+        image[16:240, 48:272])
+    # A constant image stays constant through the resize; 600 x 450 -> 341 x 256.
+    batch = np.full((2, 600, 450, 3), 77.0, "float32")
+    out = keras.ops.convert_to_numpy(resize_and_center_crop(batch))
+    assert out.shape == (2, 224, 224, 3)
+    np.testing.assert_allclose(out, 77.0, rtol=1e-5)
+    with pytest.raises(ValueError, match="crop <= resize"):
+        resize_and_center_crop(image, resize=200, crop=224)

@@ -16,6 +16,7 @@ import json
 import os
 import re
 import runpy
+import subprocess
 import sys
 
 import keras
@@ -272,6 +273,13 @@ def test_unreadable_files(tmp_path):
     torch.save({"state_dict": {}, "args": argparse.Namespace(lr=0.1)}, unsafe)
     with pytest.raises(ValueError, match=r"argparse.Namespace.*weights_only=False"):
         from_torch_checkpoint(str(unsafe))
+
+
+def test_importing_keras_bam_does_not_import_torch():
+    code = "import sys, keras_bam; print('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True,
+                            text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert result.stdout.strip() == "False", result.stderr[-2000:]
 
 
 @pytest.mark.parametrize(

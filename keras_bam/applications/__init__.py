@@ -17,6 +17,7 @@ from keras_bam.applications.residual_net import (
     ResidualNet50,
     ResidualNet101,
     replace_classifier,
+    resize_and_center_crop,
 )
 from keras_bam.applications.small_cnn import SmallCNN
 
@@ -31,6 +32,7 @@ __all__ = [
     "SmallCNN",
     "build",
     "replace_classifier",
+    "resize_and_center_crop",
 ] + [
     f"BAM{name}" for name in BACKBONES
 ]
