@@ -48,12 +48,23 @@ def write_checkpoint(path, seed):
 
     keras.utils.set_random_seed(seed)
     state_dict = keras_bam.to_torch_state_dict(keras_bam.applications.ResidualNet50())
+    # Random values scaled so that activations stay of order one in eval mode
+    # (as after training), not Keras' initial values with random statistics,
+    # whose activations grow through the network.
     rng = np.random.default_rng(seed)
-    for key, value in state_dict.items():  # trained-looking BN statistics
-        if key.endswith("running_mean"):
-            state_dict[key] = rng.normal(0, 0.1, value.shape).astype("float32")
-        elif key.endswith("running_var"):
-            state_dict[key] = rng.uniform(0.5, 1.5, value.shape).astype("float32")
+    for key, value in state_dict.items():
+        field = key.rsplit(".", 1)[1]
+        if field == "num_batches_tracked":
+            continue
+        if field in ("running_mean", "bias"):
+            value = rng.normal(0, 0.1, value.shape)
+        elif field == "running_var":
+            value = rng.uniform(0.5, 1.5, value.shape)
+        elif value.ndim == 1:  # a batch norm's weight
+            value = rng.uniform(0.4, 1.0, value.shape)
+        else:  # (out, in, ...) convolution or linear weight
+            value = rng.normal(0, 1 / np.sqrt(np.prod(value.shape[1:])), value.shape)
+        state_dict[key] = value.astype("float32")
     torch.save({"epoch": 90, "arch": "resnet",
                 "state_dict": {"module." + k: torch.from_numpy(v)
                                for k, v in state_dict.items()},
