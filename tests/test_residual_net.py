@@ -183,3 +183,19 @@ def test_resize_and_center_crop(rng):
     np.testing.assert_allclose(out, 77.0, rtol=1e-5)
     with pytest.raises(ValueError, match="crop <= resize"):
         resize_and_center_crop(image, resize=200, crop=224)
+
+
+@pytest.mark.parametrize("attention", [
+    None,
+    pytest.param("bam", marks=pytest.mark.xfail(
+        strict=True,
+        reason="BAM(data_format='channels_last') fails under a channels_first "
+               "Keras setting: ChannelGate's 1x1 convolutions (fc_0, fc_final) "
+               "take keras.config.image_data_format() (layers/channel_gate.py)")),
+])
+def test_pixels_are_channels_last_whatever_the_keras_setting(attention, rng):
+    keras.config.set_image_data_format("channels_first")  # reset by conftest
+    model = ResidualNet18(network_type="CIFAR", attention=attention, include_top=False)
+    assert model.output_shape == (None, 4, 4, 512)
+    x = rng.uniform(0, 255, (1, 32, 32, 3)).astype("float32")
+    assert keras.ops.convert_to_numpy(model(x, training=False)).shape == (1, 4, 4, 512)

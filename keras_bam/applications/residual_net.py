@@ -67,6 +67,8 @@ DEFAULT_INPUT_SHAPE = {"ImageNet": (224, 224, 3), "CIFAR": (32, 32, 3)}
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 _STAGE_PLANES = (64, 128, 256, 512)
+# Pixels come as (H, W, 3) whatever keras.config.image_data_format() says.
+_CHANNELS_LAST = "channels_last"
 # PyTorch's defaults, which their networks were trained with.
 _BN_EPSILON, _BN_MOMENTUM = 1e-5, 0.9
 
@@ -161,7 +163,8 @@ def _conv(x, filters, kernel_size, strides, name):
     if strides > 1:
         padding = "valid"
         if pad:
-            x = keras.layers.ZeroPadding2D(pad, name=f"{name}_pad")(x)
+            x = keras.layers.ZeroPadding2D(pad, data_format=_CHANNELS_LAST,
+                                           name=f"{name}_pad")(x)
     return keras.layers.Conv2D(
         filters,
         kernel_size,
@@ -169,6 +172,7 @@ def _conv(x, filters, kernel_size, strides, name):
         padding=padding,
         use_bias=False,
         kernel_initializer=_conv_initializer(),
+        data_format=_CHANNELS_LAST,
         name=name,
     )(x)
 
@@ -218,7 +222,7 @@ def ResidualNet(
     `ResidualNet("ImageNet", 50, 1000, "BAM")`. See `ResidualNet50` for
     the arguments; `depth` is 18, 34, 50 or 101.
     """
-    if depth not in DEPTHS or isinstance(depth, bool):
+    if isinstance(depth, bool) or not isinstance(depth, int) or depth not in DEPTHS:
         raise ValueError(
             f"`depth` must be one of {sorted(DEPTHS)}, the depths of the "
             f"authors' ResidualNet. Received: depth={depth!r}"
@@ -259,8 +263,10 @@ def ResidualNet(
     if network_type == "ImageNet":
         # MaxPool2d(3, stride 2, padding 1) pads with -inf; after a ReLU
         # zeros give the same maxima.
-        x = keras.layers.ZeroPadding2D(1, name="maxpool_pad")(x)
-        x = keras.layers.MaxPooling2D(3, strides=2, name="maxpool")(x)
+        x = keras.layers.ZeroPadding2D(1, data_format=_CHANNELS_LAST,
+                                       name="maxpool_pad")(x)
+        x = keras.layers.MaxPooling2D(3, strides=2, data_format=_CHANNELS_LAST,
+                                      name="maxpool")(x)
 
     in_channels = 64
     for stage, (planes, count) in enumerate(zip(_STAGE_PLANES, blocks), start=1):
@@ -279,13 +285,13 @@ def ResidualNet(
     if include_top:
         # Their AvgPool2d(7) (ImageNet at 224) and avg_pool2d(x, 4) (CIFAR at
         # 32) average the whole last map; so does this at any input size.
-        x = keras.layers.GlobalAveragePooling2D(name="avgpool")(x)
+        x = keras.layers.GlobalAveragePooling2D(_CHANNELS_LAST, name="avgpool")(x)
         x = keras.layers.Dense(classes, activation=classifier_activation,
                                name="fc")(x)
     elif pooling == "avg":
-        x = keras.layers.GlobalAveragePooling2D(name="avgpool")(x)
+        x = keras.layers.GlobalAveragePooling2D(_CHANNELS_LAST, name="avgpool")(x)
     elif pooling == "max":
-        x = keras.layers.GlobalMaxPooling2D(name="maxpool_global")(x)
+        x = keras.layers.GlobalMaxPooling2D(_CHANNELS_LAST, name="maxpool_global")(x)
 
     if name is None:
         name = f"residualnet{depth}"
