@@ -256,7 +256,13 @@ def test_saved_model_reloads_identically(cifar18, tmp_path, rng):
 def test_torch_missing_is_a_clear_message(tmp_path, monkeypatch):
     path = tmp_path / "RESNET50_IMAGENET_BAM_best.pth.tar"
     path.write_bytes(b"\x80\x02not read")
-    monkeypatch.setitem(sys.modules, "torch", None)  # import torch fails
+    class NoTorch:  # as if torch were not installed
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] == "torch":
+                raise ModuleNotFoundError(f"No module named {name!r}")
+
+    monkeypatch.delitem(sys.modules, "torch", raising=False)
+    monkeypatch.setattr(sys, "meta_path", [NoTorch(), *sys.meta_path])
     with pytest.raises(ImportError, match=r"needs torch.*keras-bam\[torch\].*\.npz"):
         from_torch_checkpoint(str(path))
 
