@@ -10,6 +10,13 @@ from keras_bam import applications
 from keras_bam.attention_maps import AttentionMap, attention_maps
 from keras_bam.layers import BAM, ChannelGate, SpatialGate
 from keras_bam.rewrite import cost_report, find_bottlenecks, insert_bam
+from keras_bam.torch_checkpoint import (
+    from_torch_checkpoint,
+    inspect_state_dict,
+    load_torch_checkpoint,
+    read_torch_checkpoint,
+    to_torch_state_dict,
+)
 from keras_bam.torch_weights import load_torch_weights
 
 __version__ = "0.1.0"
@@ -25,8 +32,13 @@ __all__ = [
     "attention_maps",
     "cost_report",
     "find_bottlenecks",
+    "from_torch_checkpoint",
     "insert_bam",
+    "inspect_state_dict",
+    "load_torch_checkpoint",
     "load_torch_weights",
+    "read_torch_checkpoint",
+    "to_torch_state_dict",
 ]
 
 
