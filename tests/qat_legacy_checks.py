@@ -96,16 +96,17 @@ def twin_and_back(rng):
     import numpy as np
     import tf_keras
 
-    from keras_bam.applications import SmallCNN
+    from keras_bam.applications.small_cnn import SmallCNN
     from keras_bam.qat import legacy
+    from keras_bam.rewrite.insert import insert_bam
 
     results = []
     for kwargs in VARIANTS[:2]:  # the block test covers the other options
         keras.utils.set_random_seed(0)
         inputs = keras.Input((32, 32, 3), name="pixels")
         x = keras.layers.Rescaling(1 / 255.0)(inputs)
-        net = SmallCNN(input_shape=(32, 32, 3), widths=(8, 16, 16),
-                       blocks_per_stage=1, **kwargs)
+        net = insert_bam(SmallCNN(input_shape=(32, 32, 3), widths=(8, 16, 16),
+                                  blocks_per_stage=1), **kwargs)
         model = keras.Model(inputs, net(x))  # nested, as the default model
         _randomize_batch_norms(list(model._flatten_layers()), rng)
         images = rng.uniform(0, 255, (16, 32, 32, 3)).astype("float32")
