@@ -32,12 +32,12 @@ def load_image_files(paths):
     images = []
     for path in paths:
         if not os.path.isfile(path):
-            raise ValueError(f"`paths`: {path} does not exist.")
+            raise ValueError(f"`paths` {path} does not exist.")
         try:
             data = tf.io.read_file(path)
             image = tf.io.decode_image(data, channels=3, expand_animations=False)
         except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError):
-            raise ValueError(f"`paths`: {path} is not an image TensorFlow can "
+            raise ValueError(f"`paths` {path} is not an image TensorFlow can "
                              "decode (JPEG, PNG, BMP or GIF).") from None
         images.append(image.numpy())
     return images
