@@ -47,7 +47,7 @@ def pixel_model(seed=0, **bam_kwargs):
 
 
 @pytest.fixture(scope="session")
-def default_model(digit_images):
+def default_model(digit_images, tmp_path_factory):
     """The export command's default model (BAM-SmallCNN, 6 epochs on the
     digits, about 97 % held-out accuracy), trained once per session: its
     int8 file agrees with it on >= 99 % of the held-out digits, so the
@@ -55,7 +55,27 @@ def default_model(digit_images):
     from keras_bam.commands.common import train_default_model
 
     training, _ = digit_images
-    return train_default_model(training, epochs=6, seed=0)
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    try:
+        import fcntl
+    except ImportError:  # no file locks: every worker trains its own
+        fcntl = None
+    if worker is None or fcntl is None:
+        return train_default_model(training, epochs=6, seed=0)
+    # Under xdist the workers of one run share a temporary folder: the first
+    # trains and saves the model, the others load it (a minute saved).
+    import keras_bam.layers  # noqa: F401 - registers BAM for loading
+    from keras_bam.atomic import save_model_atomically
+
+    shared = tmp_path_factory.getbasetemp().parent
+    path = shared / "default_model.keras"
+    with open(shared / "default_model.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if path.exists():
+            return keras.saving.load_model(path)
+        model = train_default_model(training, epochs=6, seed=0)
+        save_model_atomically(model, path)
+        return model
 
 
 @pytest.fixture(scope="session")

@@ -32,6 +32,14 @@ def trained(default_model):
     return default_model
 
 
+@pytest.fixture
+def untrained():
+    """For the tests that end before any check of the file."""
+    from conftest import pixel_model
+
+    return pixel_model()
+
+
 @pytest.mark.parametrize("quantization, input_type", [
     ("int8", "int8"), ("int8", "uint8"), ("float16", None), ("dynamic", None)])
 def test_export_verifies_and_writes(trained, digits, tmp_path, quantization,
@@ -171,14 +179,14 @@ def test_a_file_converted_elsewhere_gets_the_same_checks(trained, digits, tmp_pa
      r"`input_type` uint8 needs `quantization` int8"),
     ({"calibration": None}, r"pass `calibration`"),
 ])
-def test_library_errors_name_the_argument(trained, digits, tmp_path, kwargs, pattern):
+def test_library_errors_name_the_argument(untrained, digits, tmp_path, kwargs, pattern):
     calibration, held_out = digits
     arguments = {"calibration": calibration.take(8), "held_out": held_out.take(8),
                  "latency_runs": 0, **kwargs}
     with pytest.raises(exporter.ExportError, match=pattern):
-        exporter.export_tflite(trained, tmp_path / "m.tflite", **arguments)
+        exporter.export_tflite(untrained, tmp_path / "m.tflite", **arguments)
     with pytest.raises(exporter.ExportError, match=r"`output` .* is a folder"):
-        exporter.export_tflite(trained, tmp_path, calibration=calibration)
+        exporter.export_tflite(untrained, tmp_path, calibration=calibration)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -223,9 +231,9 @@ def test_model_that_is_not_an_image_model(tmp_path, capsys):
     assert_usage_error(code, err, r"not an image model.*\(None, 20\)", tmp_path)
 
 
-def test_unwritable_output(tmp_path, capsys, trained):
+def test_unwritable_output(tmp_path, capsys, untrained):
     path = tmp_path / "model.keras"
-    trained.save(path)
+    untrained.save(path)
     blocker = tmp_path / "file"
     blocker.write_text("a file, not a folder")
     code, _, err = run_cli(["--model", path, "--output", blocker / "m.tflite",
@@ -242,10 +250,10 @@ def test_unwritable_output(tmp_path, capsys, trained):
     ("tfds:no_such_dataset_xyz", r"tensorflow-datasets cannot open "
                                  r"'no_such_dataset_xyz'.*tfds.list_builders"),
 ])
-def test_unreadable_representative_data(tmp_path, capsys, trained, source,
+def test_unreadable_representative_data(tmp_path, capsys, untrained, source,
                                         pattern):
     path = tmp_path / "model.keras"
-    trained.save(path)
+    untrained.save(path)
     code, _, err = run_cli(["--model", path, "--representative-data", source,
                             "--output", tmp_path / "m.tflite"], capsys)
     assert_usage_error(code, err, pattern, tmp_path)
