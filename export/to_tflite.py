@@ -3,12 +3,12 @@
     python export/to_tflite.py            # the default model, int8, offline
     python export/to_tflite.py --help     # every option
 
-The work is in keras_bam.export.cli (importable and tested).
+The command is `keras_bam.commands.export` (importable and tested).
 """
 
 import sys
 
-from keras_bam.export.cli import main
+from keras_bam.commands.export import main
 
 if __name__ == "__main__":
     sys.exit(main())

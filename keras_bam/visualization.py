@@ -1,8 +1,11 @@
 """Figures of BAM's attention maps (the paper's Figure 1) and their inputs."""
 
+import io
 import os
 
 import numpy as np
+
+from keras_bam.atomic import write_atomically
 
 PHOTO_LICENSE = (
     "Photographs: scikit-learn's sample images china.jpg and flower.jpg, "
@@ -20,18 +23,21 @@ def sample_photographs():
 
 
 def load_image_files(paths):
-    """Reads image files (any format TensorFlow decodes) as uint8 RGB."""
+    """Reads image files (any format TensorFlow decodes) as uint8 RGB.
+
+    Raises a `ValueError` naming a path that does not exist or cannot be
+    decoded."""
     import tensorflow as tf
 
     images = []
     for path in paths:
         if not os.path.isfile(path):
-            raise ValueError(f"--image {path} does not exist.")
+            raise ValueError(f"`paths` {path} does not exist.")
         try:
             data = tf.io.read_file(path)
             image = tf.io.decode_image(data, channels=3, expand_animations=False)
         except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError):
-            raise ValueError(f"--image {path} is not an image TensorFlow can "
+            raise ValueError(f"`paths` {path} is not an image TensorFlow can "
                              "decode (JPEG, PNG, BMP or GIF).") from None
         images.append(image.numpy())
     return images
@@ -83,7 +89,9 @@ def plot_attention(images, maps, path, titles=None):
     figure.tight_layout()
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    figure.savefig(path, dpi=80)
+    image = io.BytesIO()
+    figure.savefig(image, format="png", dpi=80)
     panels = sum(1 for ax in figure.axes if ax.images)
     plt.close(figure)
+    write_atomically(path, image.getvalue())
     return panels

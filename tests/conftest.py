@@ -23,6 +23,74 @@ def rng():
     return np.random.default_rng(1807_06514)
 
 
+@pytest.fixture(scope="session")
+def digit_images():
+    """(training, held_out) ImageSets of the embedded digits at 32x32 RGB."""
+    from keras_bam.data.images import load_images
+
+    return load_images("digits", (32, 32), 3)
+
+
+def pixel_model(seed=0, **bam_kwargs):
+    """A small SmallCNN with BAM (placed by insert_bam after stages 1 and 2)
+    that takes pixels in [0, 255] and outputs logits (an int8 SOFTMAX would
+    stay outside XNNPACK); weights seeded."""
+    from keras_bam.applications.small_cnn import SmallCNN
+    from keras_bam.rewrite.insert import insert_bam
+
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((32, 32, 3), name="pixels")
+    x = keras.layers.Rescaling(1 / 255.0)(inputs)
+    net = insert_bam(SmallCNN(input_shape=(32, 32, 3), widths=(8, 16, 16),
+                              blocks_per_stage=1), **bam_kwargs)
+    return keras.Model(inputs, net(x), name="pixels_cnn")
+
+
+@pytest.fixture(scope="session")
+def default_model(digit_images, tmp_path_factory):
+    """The export command's default model (BAM-SmallCNN, 6 epochs on the
+    digits, about 97 % held-out accuracy), trained once per session: its
+    int8 file agrees with it on >= 99 % of the held-out digits, so the
+    export tests can keep the default minimum agreement."""
+    from keras_bam.commands.common import train_default_model
+
+    training, _ = digit_images
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    try:
+        import fcntl
+    except ImportError:  # no file locks: every worker trains its own
+        fcntl = None
+    if worker is None or fcntl is None:
+        return train_default_model(training, epochs=6, seed=0)
+    # Under xdist the workers of one run share a temporary folder: the first
+    # trains and saves the model, the others load it (a minute saved).
+    import keras_bam.layers  # noqa: F401 - registers BAM for loading
+    from keras_bam.atomic import save_model_atomically
+
+    shared = tmp_path_factory.getbasetemp().parent
+    path = shared / "default_model.keras"
+    with open(shared / "default_model.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if path.exists():
+            return keras.saving.load_model(path)
+        model = train_default_model(training, epochs=6, seed=0)
+        save_model_atomically(model, path)
+        return model
+
+
+@pytest.fixture(scope="session")
+def trained_pixel_model(digit_images):
+    """`pixel_model()` after 2 seeded epochs on the digits: a model that is
+    still unsure (about 25 % held-out accuracy in inference mode), which
+    quantization-aware fine-tuning visibly improves."""
+    training, _ = digit_images
+    model = pixel_model()
+    model.compile(keras.optimizers.Adam(3e-3),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(training.images, training.labels, epochs=2, batch_size=64, verbose=0)
+    return model
+
+
 def pytest_collection_modifyitems(items):
     """The slow end-to-end tests first: spread over the xdist workers from
     the start, they do not leave one core idle at the end of the suite."""

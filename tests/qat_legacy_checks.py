@@ -98,8 +98,9 @@ def twin_and_back(rng):
     import numpy as np
     import tf_keras
 
-    from keras_bam.applications import SmallCNN
+    from keras_bam.applications.small_cnn import SmallCNN
     from keras_bam.qat import legacy
+    from keras_bam.rewrite.insert import insert_bam
     from keras_bam.rewrite.keras_internals import all_sublayers
 
     results = []
@@ -109,8 +110,8 @@ def twin_and_back(rng):
         x = keras.layers.Rescaling(1 / 255.0)(inputs)
         # 8 channels: the official variant's C // 16 would be 0 without a
         # floor; 8 is the paper variant's default floor.
-        net = SmallCNN(input_shape=(32, 32, 3), widths=(8, 16, 16),
-                       blocks_per_stage=1, min_hidden_channels=8, **kwargs)
+        net = insert_bam(SmallCNN(input_shape=(32, 32, 3), widths=(8, 16, 16),
+                                  blocks_per_stage=1), min_hidden_channels=8, **kwargs)
         model = keras.Model(inputs, net(x))  # nested, as the default model
         _randomize_batch_norms(all_sublayers(model), rng)
         images = rng.uniform(0, 255, (16, 32, 32, 3)).astype("float32")

@@ -41,11 +41,11 @@ def expected_attention(model, layer_name, images):
 
 
 def test_maps_equal_the_gates(rng):
-    model = SmallCNN(input_shape=(32, 32, 3))
+    model = keras_bam.insert_bam(SmallCNN(input_shape=(32, 32, 3)))
     randomize_batch_norms(model, rng)
     images = rng.uniform(0, 1, (5, 32, 32, 3)).astype("float32")
     maps = keras_bam.attention_maps(model, images, batch_size=2)
-    assert [m.name for m in maps] == ["stage1_bam", "stage2_bam"]
+    assert [m.name for m in maps] == ["stage1_block1_relu_bam", "stage2_block1_relu_bam"]
     for m in maps:
         expected = expected_attention(model, m.name, images)
         np.testing.assert_allclose(m.attention, expected, atol=1e-5)
@@ -115,8 +115,8 @@ def run_script(*args):
 def saved_model(tmp_path_factory):
     path = tmp_path_factory.mktemp("model") / "small.keras"
     inputs = keras.Input((32, 32, 3))
-    net = SmallCNN(input_shape=(32, 32, 3), widths=(8, 16, 16),
-                   blocks_per_stage=1)
+    net = keras_bam.insert_bam(SmallCNN(input_shape=(32, 32, 3), widths=(8, 16, 16),
+                                        blocks_per_stage=1))
     keras.Model(inputs, net(keras.layers.Rescaling(1 / 255)(inputs))).save(path)
     return path
 

@@ -1,5 +1,5 @@
-"""export_tflite and `python export/to_tflite.py`: verification, rejection,
-atomic writing and errors."""
+"""export_tflite, verify_and_write and `python export/to_tflite.py`:
+verification, rejection, atomic writing and errors."""
 
 import json
 import os
@@ -14,37 +14,30 @@ import pytest
 import tensorflow as tf
 
 import keras_bam
-from keras_bam.applications import SmallCNN
-from keras_bam.export import cli, exporter, images
+from keras_bam.atomic import write_atomically
+from keras_bam.commands import export as command
+from keras_bam.data.images import load_images
+from keras_bam.export import exporter
 
 ROOT = pathlib.Path(__file__).parents[1]
 
 
-def pixel_model(bam_kwargs=None, seed=0):
-    """SmallCNN with BAM that takes pixels in [0, 255]; outputs logits (an
-    int8 SOFTMAX would stay outside XNNPACK)."""
-    keras.utils.set_random_seed(seed)
-    inputs = keras.Input((32, 32, 3))
-    x = keras.layers.Rescaling(1 / 255.0)(inputs)
-    net = SmallCNN(input_shape=(32, 32, 3), widths=(8, 16, 16),
-                   blocks_per_stage=1, **(bam_kwargs or {}))
-    return keras.Model(inputs, net(x), name="pixels_cnn")
+@pytest.fixture(scope="module")
+def digits(digit_images):
+    return digit_images
 
 
 @pytest.fixture(scope="module")
-def digits():
-    return images.load_images("embedded", (32, 32), 3)
+def trained(default_model):
+    return default_model
 
 
-@pytest.fixture(scope="module")
-def trained(digits):
-    calibration, _ = digits
-    model = pixel_model()
-    model.compile(keras.optimizers.Adam(3e-3),
-                  keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    model.fit(calibration.images, calibration.labels, epochs=2, batch_size=64,
-              verbose=0)
-    return model
+@pytest.fixture
+def untrained():
+    """For the tests that end before any check of the file."""
+    from conftest import pixel_model
+
+    return pixel_model()
 
 
 @pytest.mark.parametrize("quantization, input_type", [
@@ -79,7 +72,7 @@ def test_export_verifies_and_writes(trained, digits, tmp_path, quantization,
             keras_bam.export.to_tflite(trained, "float32"))
         assert report.size_ratio < 1
         assert [n for n, _, _ in report.bam_layers] == [
-            "small_cnn_bam/stage1_bam", "small_cnn_bam/stage2_bam"]
+            "small_cnn/stage1_block1_relu_bam", "small_cnn/stage2_block1_relu_bam"]
         assert 0 < report.bam_mac_share < 1
     text = str(report)
     assert "top-1 agreement" in text and "XNNPACK" in text
@@ -90,8 +83,7 @@ def test_dynamic_batch_stays_clean(trained, digits, tmp_path):
     report = exporter.export_tflite(
         trained, tmp_path / "dyn.tflite", "int8", calibration,
         held_out.take(100), batch_size=None, latency_runs=0,
-        num_calibration_samples=100,
-        min_agreement=0.9)  # about the graph; the 2-epoch model is unsure
+        num_calibration_samples=100)
     assert report.input_shape[0] == -1
     assert not {"SHAPE", "GATHER", "PACK", "SPACE_TO_BATCH_ND"} & set(
         report.op_counts)
@@ -154,7 +146,47 @@ def test_interrupted_write_leaves_nothing(tmp_path, monkeypatch):
 
     monkeypatch.setattr(os, "replace", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        exporter.write_atomically(tmp_path / "m.tflite", b"x" * 1000)
+        write_atomically(tmp_path / "m.tflite", b"x" * 1000)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_file_converted_elsewhere_gets_the_same_checks(trained, digits, tmp_path):
+    """verify_and_write, the path of quantization-aware training's file: a
+    file that passes is written, one that does not (here: the float model's
+    agreement against another model) is refused and not written."""
+    _, held_out = digits
+    content = keras_bam.export.to_tflite(trained, "float32")
+    output = tmp_path / "ok.tflite"
+    report = exporter.verify_and_write(trained, content, output, "float32",
+                                       held_out.take(64), latency_runs=0,
+                                       accuracy_comparison={"other": 0.5})
+    assert output.read_bytes() == content
+    assert report.agreement.top1_agreement == 1.0
+    assert set(report.accuracy_comparison) == {"other", "model", "file"}
+    assert report.accuracy_comparison["file"] == report.agreement.tflite_accuracy
+    keras.utils.set_random_seed(5)
+    stranger = keras.models.clone_model(trained)  # same graph, fresh weights
+    with pytest.raises(exporter.VerificationError, match="top-1 agreement"):
+        exporter.verify_and_write(stranger, content, tmp_path / "no.tflite",
+                                  "float32", held_out.take(64), latency_runs=0)
+    assert not (tmp_path / "no.tflite").exists()
+
+
+@pytest.mark.parametrize("kwargs, pattern", [
+    ({"quantization": "int4"}, r"`quantization` must be one of"),
+    ({"num_calibration_samples": 0}, r"`num_calibration_samples` must be a positive"),
+    ({"quantization": "float16", "input_type": "uint8"},
+     r"`input_type` uint8 needs `quantization` int8"),
+    ({"calibration": None}, r"pass `calibration`"),
+])
+def test_library_errors_name_the_argument(untrained, digits, tmp_path, kwargs, pattern):
+    calibration, held_out = digits
+    arguments = {"calibration": calibration.take(8), "held_out": held_out.take(8),
+                 "latency_runs": 0, **kwargs}
+    with pytest.raises(exporter.ExportError, match=pattern):
+        exporter.export_tflite(untrained, tmp_path / "m.tflite", **arguments)
+    with pytest.raises(exporter.ExportError, match=r"`output` .* is a folder"):
+        exporter.export_tflite(untrained, tmp_path, calibration=calibration)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -162,7 +194,7 @@ def test_interrupted_write_leaves_nothing(tmp_path, monkeypatch):
 
 
 def run_cli(args, capsys):
-    code = cli.main([str(a) for a in args])
+    code = command.main([str(a) for a in args])
     captured = capsys.readouterr()
     return code, captured.out, captured.err
 
@@ -199,25 +231,29 @@ def test_model_that_is_not_an_image_model(tmp_path, capsys):
     assert_usage_error(code, err, r"not an image model.*\(None, 20\)", tmp_path)
 
 
-def test_unwritable_output(tmp_path, capsys, trained):
+def test_unwritable_output(tmp_path, capsys, untrained):
     path = tmp_path / "model.keras"
-    trained.save(path)
+    untrained.save(path)
     blocker = tmp_path / "file"
     blocker.write_text("a file, not a folder")
     code, _, err = run_cli(["--model", path, "--output", blocker / "m.tflite",
                             "--latency-runs", 0], capsys)
-    assert_usage_error(code, err, r"Cannot create the output folder", tmp_path)
+    assert_usage_error(code, err, r"Cannot create the output folder.*another --output",
+                       tmp_path)
+    code, _, err = run_cli(["--model", path, "--output", tmp_path], capsys)
+    assert_usage_error(code, err, r"--output .* is a folder", tmp_path)
 
 
 @pytest.mark.parametrize("source, pattern", [
-    ("no/such/folder", r"neither a folder nor a known source"),
+    ("no/such/folder", r"neither a folder nor a known dataset"),
+    ("folder:no/such/folder", r"'no/such/folder' is not a folder"),
     ("tfds:no_such_dataset_xyz", r"tensorflow-datasets cannot open "
                                  r"'no_such_dataset_xyz'.*tfds.list_builders"),
 ])
-def test_unreadable_representative_data(tmp_path, capsys, trained, source,
+def test_unreadable_representative_data(tmp_path, capsys, untrained, source,
                                         pattern):
     path = tmp_path / "model.keras"
-    trained.save(path)
+    untrained.save(path)
     code, _, err = run_cli(["--model", path, "--representative-data", source,
                             "--output", tmp_path / "m.tflite"], capsys)
     assert_usage_error(code, err, pattern, tmp_path)
@@ -229,7 +265,7 @@ def test_tfds_dataset_as_representative_data():
     import tensorflow_datasets as tfds
 
     with tfds.testing.mock_data(num_examples=12):
-        calibration, held_out = images.load_images("tfds:cifar10", (24, 24), 1)
+        calibration, held_out = load_images("tfds:cifar10", (24, 24), 1)
     for part in (calibration, held_out):
         assert part.images.shape == (12, 24, 24, 1)
         assert part.images.dtype == np.float32
@@ -259,6 +295,11 @@ def test_image_folder_as_representative_data(tmp_path, capsys, trained, digits):
     labels = (tmp_path / "out" / "m.labels.txt").read_text().split()
     assert labels == sorted({f"class_{label}" for label in held_out.labels[:60]})
     assert "top-1 agreement" in out
+    # The same folder by the grammar's explicit form: the same images.
+    _, again = load_images(f"folder:{folder}", (32, 32), 3)
+    _, first = load_images(str(folder), (32, 32), 3)
+    np.testing.assert_array_equal(again.images, first.images)
+    assert again.source == first.source == f"folder:{folder}"
 
 
 @pytest.mark.slow
@@ -277,8 +318,7 @@ def test_default_command_runs_offline(tmp_path):
     assert report["agreement"]["top1_agreement"] >= 0.99
     assert report["size_ratio"] <= 0.35
     assert [name for name, _, _ in report["bam_layers"]] == [
-        "bam_small_cnn/stage1_block1_relu_bam",
-        "bam_small_cnn/stage2_block1_relu_bam"]
+        "small_cnn/stage1_block1_relu_bam", "small_cnn/stage2_block1_relu_bam"]
     assert (tmp_path / "default.labels.txt").read_text().split() == [
         str(i) for i in range(10)]
     assert "BAM share of MACs" in result.stdout

@@ -111,7 +111,7 @@ def test_same_places_at_other_sizes_and_heads(name, include_top, pooling,
 
 def test_cifar_style_network_gets_bam_after_its_first_two_stages():
     # No downsampling in the stem: stages at 32, 16 and 8.
-    model = SmallCNN(input_shape=(32, 32, 3), use_bam=False)
+    model = SmallCNN(input_shape=(32, 32, 3))
     assert keras_bam.find_bottlenecks(model) == [
         "stage1_block1_relu", "stage2_block1_relu"]
 

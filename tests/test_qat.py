@@ -18,8 +18,7 @@ import pytest
 
 import keras_bam
 from keras_bam import qat
-from keras_bam.applications import SmallCNN
-from keras_bam.export import cli, images
+from keras_bam.commands import export as command
 
 ROOT = pathlib.Path(__file__).parents[1]
 LEGACY_MODULES = ("tf_keras", "tensorflow_model_optimization")
@@ -106,7 +105,7 @@ def test_import_and_export_leave_keras3_in_charge(tmp_path):
     script = f"""
 import sys
 import keras
-import keras_bam, keras_bam.qat, keras_bam.export.cli
+import keras_bam, keras_bam.qat, keras_bam.commands.export
 sys.path.insert(0, {str(ROOT / "tests")!r})
 import test_qat
 inputs = keras.Input((32, 32, 3))
@@ -126,13 +125,13 @@ print("ok", keras.__version__)
 
 
 @pytest.fixture(scope="module")
-def digit_folder(tmp_path_factory):
+def digit_folder(tmp_path_factory, digit_images):
     """The 450 held-out digits as a folder of PNGs (one sub-folder per
     class): the command fine-tunes on three quarters, verifies on the rest,
     a few steps per epoch."""
     import tensorflow as tf
 
-    _, held_out = images.load_images("embedded", (32, 32), 3)
+    _, held_out = digit_images
     folder = tmp_path_factory.mktemp("digits")
     for i, (image, label) in enumerate(zip(held_out.images, held_out.labels)):
         (folder / str(label)).mkdir(exist_ok=True)
@@ -142,21 +141,11 @@ def digit_folder(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def small_model_path(tmp_path_factory):
-    """A small BAM CNN trained briefly with Keras 3, saved as .keras."""
-    calibration, _ = images.load_images("embedded", (32, 32), 3)
-    keras.utils.set_random_seed(0)
-    inputs = keras.Input((32, 32, 3), name="pixels")
-    x = keras.layers.Rescaling(1 / 255.0)(inputs)
-    net = SmallCNN(input_shape=(32, 32, 3), widths=(8, 16, 16),
-                   blocks_per_stage=1)
-    model = keras.Model(inputs, net(x), name="small_qat")
-    model.compile(keras.optimizers.Adam(3e-3),
-                  keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    model.fit(calibration.images, calibration.labels, epochs=2, batch_size=64,
-              verbose=0)
+def small_model_path(tmp_path_factory, trained_pixel_model):
+    """A small BAM CNN trained briefly with Keras 3 (the session's shared
+    one, see conftest), saved as .keras."""
     path = tmp_path_factory.mktemp("model") / "small.keras"
-    model.save(path)
+    trained_pixel_model.save(path)
     return path
 
 
@@ -168,7 +157,7 @@ def test_qat_command_end_to_end(small_model_path, digit_folder, tmp_path,
     same held-out images, and this process still on Keras 3."""
     output = tmp_path / "out" / "small_qat.tflite"
     report_path = tmp_path / "report.json"
-    code = cli.main([
+    code = command.main([
         "--model", str(small_model_path), "--quantization", "qat",
         "--representative-data", str(digit_folder), "--qat-epochs", "2",
         "--output", str(output), "--report", str(report_path),
@@ -180,7 +169,9 @@ def test_qat_command_end_to_end(small_model_path, digit_folder, tmp_path,
     captured = capsys.readouterr()
     assert code == 0, captured.err
     report = json.loads(report_path.read_text())
-    assert report["quantization"] == "qat" and report["status"] == "ok"
+    # A QAT file is an int8 file like any other: the same checks wrote it.
+    assert report["quantization"] == "int8" and report["status"] == "ok"
+    assert report["min_agreement"] == 0.6
     assert report["input_type"] == "int8" and report["float_ops"] == []
     # BAM's own ops (its two LOGISTIC and two refinement MULs) are there,
     # in a file where no op is float.
@@ -189,13 +180,14 @@ def test_qat_command_end_to_end(small_model_path, digit_folder, tmp_path,
     assert report["xnnpack_partitions"] == 1 and report["undelegated_ops"] == []
     assert output.read_bytes()[4:8] == b"TFL3"
     compared = report["accuracy_comparison"]
-    assert set(compared) == {"float", "int8", "qat_float", "qat"}
+    assert set(compared) == {"float_before_qat", "post_training_int8", "model", "file"}
     assert all(0 <= v <= 1 for v in compared.values()), compared
-    assert compared["qat"] == report["agreement"]["tflite_accuracy"]
+    assert compared["file"] == report["agreement"]["tflite_accuracy"]
+    assert compared["model"] == report["agreement"]["keras_accuracy"]
     # The fine-tuned weights came back into the Keras 3 model: it is as
     # accurate as the QAT file, and no longer the model it started from.
-    assert abs(compared["qat_float"] - compared["qat"]) <= 0.05, compared
-    assert compared["qat_float"] - compared["float"] >= 0.1, compared
+    assert abs(compared["model"] - compared["file"]) <= 0.05, compared
+    assert compared["model"] - compared["float_before_qat"] >= 0.1, compared
     details = report["calibration"]["quantization_aware_training"]
     assert details["twin_max_abs_diff"] <= 1e-4
     assert details["layers_copied_back"] > 0 and details["epochs"] == 2
@@ -211,8 +203,8 @@ def test_missing_extra_says_what_to_install(monkeypatch, tmp_path, capsys):
         qat.importlib.util, "find_spec",
         lambda name, *a: None if name == "tf_keras" else real(name, *a))
     assert qat.missing_requirements() == ["tf_keras"]
-    code = cli.main(["--quantization", "qat", "--output",
-                     str(tmp_path / "m.tflite")])
+    code = command.main(["--quantization", "qat", "--output",
+                         str(tmp_path / "m.tflite")])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1, err
     assert err[0] == ("error: --quantization qat needs tf_keras, which are not "

@@ -15,7 +15,8 @@ import keras
 import numpy as np
 import pytest
 
-from keras_bam.training import cli, history
+from keras_bam.commands import train as cli
+from keras_bam.training import history
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 TRAIN = str(ROOT / "examples" / "train.py")
@@ -45,8 +46,14 @@ def test_a_run_leaves_config_history_logs_model_and_metrics(finished_run):
     assert config["dataset"]["num_classes"] == 10
     rows = history.read(finished_run / "history.csv")
     assert [r["epoch"] for r in rows] == [1, 2]
-    assert all(0 <= r["eval_top1_error"] <= r["eval_top5_error"] + 1 for r in rows)
-    assert all(r["eval_top5_error"] <= r["eval_top1_error"] for r in rows)
+    num_eval = config["dataset"]["num_eval"]
+    assert num_eval == 450
+    for r in rows:
+        assert 0 <= r["eval_top5_error"] <= r["eval_top1_error"] <= 1, r
+        # Errors are counts of the 450 held-out digits: misses / 450.
+        for key in ("eval_top1_error", "eval_top5_error"):
+            misses = r[key] * num_eval
+            assert abs(misses - round(misses)) < 1e-3, (key, r[key])
     assert list((finished_run / "logs").iterdir()), "no TensorBoard events"
     metrics = json.loads((finished_run / "metrics.json").read_text())
     assert metrics["top1_error"] == pytest.approx(rows[-1]["eval_top1_error"])
@@ -84,7 +91,8 @@ def test_the_same_command_on_a_finished_run_changes_nothing(finished_run, capsys
 @pytest.mark.parametrize("argv, message", [
     (["--model", "resnet5"], "Unknown --model 'resnet5'. Choose one of: small_cnn"),
     (["--dataset", "no_such_dataset_xyz"], "no_such_dataset_xyz"),
-    (["--reduction-ratio", "0"], "reduction_ratio"),
+    (["--reduction-ratio", "0"], "BAM option: --reduction-ratio must be an integer >= 1"),
+    (["--min-hidden-channels", "0"], "--min-hidden-channels must be an integer >= 1"),
     (["--epochs", "0"], "--epochs must be at least 1"),
 ])
 def test_bad_input_gets_one_line_and_exit_2(tmp_path, capsys, argv, message):
@@ -94,6 +102,21 @@ def test_bad_input_gets_one_line_and_exit_2(tmp_path, capsys, argv, message):
     assert not (tmp_path / "r" / "model.keras").exists()
 
 
+def test_the_library_names_the_config_field_and_the_command_the_flag(tmp_path, capsys):
+    from keras_bam.training.run import RunConfig, RunError, run
+
+    with pytest.raises(RunError, match=r"`jit_compile` must be auto, on or off\. "
+                                       r"Received: 'sometimes'"):
+        run(RunConfig(output=str(tmp_path / "r"), jit_compile="sometimes"))
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(RunError, match=r"`output` .* is a file"):
+        run(RunConfig(output=str(blocker)))
+    assert cli.main(TINY + ["--epochs", "1", "--output", str(blocker)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: --output {blocker} is a file; give a folder."
+
+
 def test_an_output_holding_another_run_is_refused(finished_run, capsys):
     before = sorted(p.name for p in finished_run.iterdir())
     code = cli.main(TINY + ["--epochs", "2", "--no-bam", "--output", str(finished_run)])
@@ -101,7 +124,22 @@ def test_an_output_holding_another_run_is_refused(finished_run, capsys):
     assert code == 2 and "holds a different run (it differs in bam)" in err
     assert sorted(p.name for p in finished_run.iterdir()) == before
     code = cli.main(TINY + ["--epochs", "3", "--output", str(finished_run)])
-    assert code == 2 and "pass --resume" in capsys.readouterr().err
+    assert code == 2 and "set --resume to continue it to --epochs 3" in (
+        capsys.readouterr().err)
+
+
+def test_min_hidden_channels_reaches_every_bam():
+    """The flag the exporter's advice names, as a BAM option of the run."""
+    args = cli.build_parser().parse_args(["--min-hidden-channels", "1", "--combine",
+                                          "product"])
+    config = cli.config_from_args(args)
+    assert config.bam_options == {"min_hidden_channels": 1, "combine": "product"}
+    from keras_bam.training.models import build_model
+
+    model = build_model("small_cnn", 10, 16, bam_options=config.bam_options, seed=0)
+    bams = [layer for layer in model._flatten_layers() if type(layer).__name__ == "BAM"]
+    assert len(bams) == 2
+    assert all(b.get_config()["min_hidden_channels"] == 1 for b in bams)
 
 
 def test_a_malformed_tf_config_is_refused(tmp_path, capsys, monkeypatch):
@@ -168,7 +206,7 @@ TWO_DEVICES = textwrap.dedent("""
         cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     tf.distribute.MirroredStrategy = (lambda f: lambda *a, **k: f(["/cpu:0", "/cpu:1"]))(
         tf.distribute.MirroredStrategy)
-    from keras_bam.training import cli
+    from keras_bam.commands import train as cli
     out = sys.argv[1]
     tiny = %r
     assert cli.main(tiny + ["--strategy", "mirrored", "--batch-size", "31",
@@ -248,7 +286,7 @@ def test_ablation_trains_each_variant_alike_and_tabulates(tmp_path):
     from keras_bam.training import ablation
 
     rows = ablation.run_ablation(
-        tmp_path, ["baseline", "bam", "channel_only"], log=lambda line: None,
+        tmp_path, ["baseline", "bam", "channel_only"],
         epochs=1, batch_size=32, steps_per_epoch=3, image_size=16, progress=False)
     by_name = {r.variant: r for r in rows}
     configs = {name: json.loads((tmp_path / name / "config.json").read_text())

@@ -6,7 +6,8 @@ import pytest
 import tensorflow as tf
 
 from keras_bam.data import load_digits
-from keras_bam.export import images as export_images
+from keras_bam.data.images import load_images
+from keras_bam.data.sources import Source
 from keras_bam.training import augment, recipes
 from keras_bam.training.data import DataError, make_datasets, resolve_source
 
@@ -92,7 +93,7 @@ def test_unprepared_tfds_dataset_says_how_to_prepare_it(tmp_path):
 
 
 def test_manual_dataset_is_prepared_from_its_files_without_downloading(tmp_path):
-    from keras_bam.training import data
+    from keras_bam.data import reader
 
     class Builder:
         MANUAL_DOWNLOAD_INSTRUCTIONS = "Put the tars in manual_dir."
@@ -106,9 +107,9 @@ def test_manual_dataset_is_prepared_from_its_files_without_downloading(tmp_path)
     import tensorflow_datasets as tfds
 
     with pytest.raises(DataError, match="downloads/manual .*Put the tars"):
-        data._prepare_manual(tfds, Builder(), "imagenet2012", str(tmp_path), None)
+        reader.prepare_manual(tfds, Builder(), "imagenet2012", str(tmp_path), None)
     assert Builder.config is None
-    data._prepare_manual(tfds, Builder(), "imagenet2012", None, str(tmp_path / "manual"))
+    reader.prepare_manual(tfds, Builder(), "imagenet2012", None, str(tmp_path / "manual"))
     assert str(Builder.config.manual_dir) == str(tmp_path / "manual")
     assert Builder.config.try_download_gcs is False
 
@@ -120,7 +121,7 @@ def test_folder_eval_is_the_quarter_export_verifies_on(tmp_path):
                                                 global_batch_size=4, seed=0)
         assert (info.num_train, info.num_eval, info.class_names) == (12, 4, ("cat", "dog"))
         assert info.recipe == "cifar"  # 16 pixels: small images
-    _, held_out = export_images.load_images(str(folder), (16, 16), 3)
+    _, held_out = load_images(str(folder), (16, 16), 3)
     eval_x = np.concatenate([x for x, _ in evaluation.as_numpy_iterator()])
     eval_y = np.concatenate([y for _, y in evaluation.as_numpy_iterator()])
     np.testing.assert_allclose(eval_x, held_out.images, atol=0.5)
@@ -234,12 +235,23 @@ def test_schedule_boundaries(recipe, steps, epochs, boundaries):
         assert float(schedule(boundary + 1)) == pytest.approx(0.4 * 0.1**(k + 1))
 
 
-def test_source_names():
-    assert resolve_source(None) == ("digits", None)
-    assert resolve_source("embedded") == ("digits", None)
-    assert resolve_source("cifar100") == ("tfds", "cifar100")
-    assert resolve_source("tfds:mnist") == ("tfds", "mnist")
-    assert resolve_source("folder:x/y") == ("folder", "x/y")
+def test_source_names(tmp_path):
+    """One grammar for training, export, QAT and the figures."""
+    assert resolve_source(None) == Source("digits")
+    assert resolve_source("embedded") == resolve_source("digits") == Source("digits")
+    assert resolve_source("cifar100") == Source("tfds", "cifar100")
+    assert resolve_source("tfds:mnist") == Source("tfds", "mnist")
+    assert resolve_source("tfds:mnist:3.0.1").known is None
+    assert resolve_source("folder:x/y") == Source("folder", "x/y")
+    assert resolve_source(tmp_path) == Source("folder", str(tmp_path))
+    assert [str(resolve_source(s)) for s in (None, "cifar10", "folder:x/y")] == [
+        "digits", "tfds:cifar10", "folder:x/y"]
+    assert resolve_source("cifar10").known.images == "small"
+    assert resolve_source("imagenette").known.eval_split == "validation"
+    with pytest.raises(DataError, match="names no dataset"):
+        resolve_source("tfds:")
+    with pytest.raises(TypeError, match="Received: 3 of type int"):
+        resolve_source(3)
 
 
 # ---- bad inputs -------------------------------------------------------------------
@@ -273,7 +285,8 @@ def test_bad_folders(tmp_path):
                                              "global batch of 2048"),
     ({"global_batch_size": 0}, ValueError, "global_batch_size must be a positive"),
     ({"recipe": "cifra"}, ValueError, "Unknown recipe 'cifra'.*Did you mean 'cifar'"),
-    ({"image_size": (32,)}, ValueError, r"image_size must be .* Received: \(32,\)"),
+    ({"image_size": (32,)}, ValueError, r"image_size must be .* Received: "
+                                        r"image_size=\(32,\)"),
     ({"channels": 4}, ValueError, "channels must be 1 or 3"),
 ])
 def test_bad_arguments(kwargs, error, pattern):

@@ -8,7 +8,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_bam.applications import SmallCNN
+from keras_bam.applications.small_cnn import SmallCNN
+from keras_bam.rewrite.insert import insert_bam
 from keras_bam.training.loop import train
 
 
@@ -19,7 +20,11 @@ def dataset(rng, batch=16):
 
 
 def small_model():
-    return SmallCNN(input_shape=(16, 16, 1), widths=(4, 8, 8), blocks_per_stage=1)
+    """With BAM, whose hidden convolutions Keras keeps in a list: the
+    checkpoint must restore them too."""
+    keras.utils.set_random_seed(0)
+    return insert_bam(SmallCNN(input_shape=(16, 16, 1), widths=(4, 8, 8),
+                               blocks_per_stage=1))
 
 
 def test_resume_continues_after_the_last_saved_epoch(tmp_path, rng):

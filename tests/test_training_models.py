@@ -1,9 +1,11 @@
-"""keras_bam.training.models: names, the preprocessing inside each model."""
+"""keras_bam.training.models: names, and the one pixel map
+(keras_bam.data.preprocessing) inside each model."""
 
 import keras
 import numpy as np
 import pytest
 
+from keras_bam.data import preprocessing
 from keras_bam.training import models
 
 
@@ -26,15 +28,26 @@ def test_unknown_names_and_weights_are_refused_with_the_choices():
 
 @pytest.mark.parametrize("mode, module", [
     ("tf", keras.applications.mobilenet_v2),
+    ("mobilenet", keras.applications.mobilenet),
     ("torch", keras.applications.densenet),
+    ("none", keras.applications.efficientnet),
 ])
 def test_preprocessing_layers_match_keras_preprocess_input(mode, module, rng):
     pixels = rng.uniform(0, 255, (2, 8, 8, 3)).astype("float32")
-    x = pixels
-    for layer in models._preprocessing_layers(mode):
-        x = layer(x)
+    x = preprocessing.apply_preprocessing(pixels, mode)
     expected = module.preprocess_input(pixels.copy())
     np.testing.assert_allclose(keras.ops.convert_to_numpy(x), expected, atol=1e-4)
+
+
+def test_unit_scheme_and_with_preprocessing(rng):
+    pixels = rng.uniform(0, 255, (2, 8, 8, 3)).astype("float32")
+    inner = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Flatten()])
+    wrapped = preprocessing.with_preprocessing(inner, "unit")
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(wrapped(pixels)),
+                               pixels.reshape(2, -1) / 255.0, rtol=1e-6)
+    assert preprocessing.with_preprocessing(inner, "none") is inner
+    with pytest.raises(ValueError, match="Unknown preprocessing scheme 'imagenet'"):
+        preprocessing.preprocessing_layers("imagenet")
 
 
 def test_caffe_order_is_folded_into_the_first_convolution(rng):
@@ -46,10 +59,10 @@ def test_caffe_order_is_folded_into_the_first_convolution(rng):
                                             input_shape=(32, 32, 3))
     folded = keras.models.clone_model(reference)
     folded.set_weights(reference.get_weights())
-    models._fold_bgr(folded)
+    preprocessing.fold_bgr(folded)
     pixels = rng.uniform(0, 255, (2, 32, 32, 3)).astype("float32")
     expected = reference(keras.applications.resnet50.preprocess_input(pixels.copy()))
-    (normalize,) = models._preprocessing_layers("caffe")
+    (normalize,) = preprocessing.preprocessing_layers("caffe")
     got = folded(normalize(pixels))
     np.testing.assert_allclose(keras.ops.convert_to_numpy(got),
                                keras.ops.convert_to_numpy(expected), rtol=1e-4, atol=1e-4)

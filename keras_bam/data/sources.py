@@ -1,17 +1,27 @@
-"""What every image source shares: names, errors, TFDS builders, folders.
+"""The one grammar of image sources, and what every source shares.
 
-Used by `keras_bam.export.images` (calibration and verification images) and
-`keras_bam.training.data` (training input pipelines), so that a source
-string means the same thing to `export/to_tflite.py` and to training:
-`'embedded'` (scikit-learn's digits), `'tfds:NAME'` (tensorflow-datasets)
-or a folder with one sub-folder of images per class.
+Training, export, quantization-aware training and the figures all name
+their images with one string, read by `resolve_source`:
+
+- `None`, `"digits"` or `"embedded"`: scikit-learn's handwritten digits,
+  shipped with scikit-learn, offline.
+- `"tfds:NAME"`: any tensorflow-datasets image classification dataset (an
+  `image` and a ClassLabel `label` feature); NAME may carry a config and a
+  version, as `tfds.builder` takes them (`"tfds:mnist:3.0.1"`).
+- A shorthand of `DATASETS` (`"cifar10"`, `"imagenette"`, ...) or any other
+  registered TFDS name without the prefix: the same as `"tfds:NAME"`.
+- `"folder:PATH"` or the path of an existing folder: one sub-folder of
+  images per class; a fixed, class-stratified quarter is held out.
 """
 
+import dataclasses
+import difflib
 import os
 
 import numpy as np
 
-EMBEDDED = "embedded"
+DIGITS = "digits"
+EMBEDDED = "embedded"  # an older name of the digits, still accepted
 TFDS_PREFIX = "tfds:"
 FOLDER_PREFIX = "folder:"
 # What keras.utils.image_dataset_from_directory reads; other files are skipped.
@@ -21,6 +31,112 @@ _MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM")
 
 class DataError(ValueError):
     """A data source that cannot be read; the message says what to do."""
+
+
+@dataclasses.dataclass(frozen=True)
+class KnownDataset:
+    """A dataset that has a shorthand name.
+
+    `images` says what they look like, which decides the training recipe:
+    "digits" (the embedded scans), "small" (32-pixel objects, as CIFAR) or
+    "photos" (ImageNet-like photographs of any size).
+    """
+
+    description: str
+    images: str
+    eval_split: str = "test"
+
+
+DATASETS = {
+    DIGITS: KnownDataset("scikit-learn's handwritten digits, 1,797 images, "
+                         "offline (also 'embedded')", "digits"),
+    "cifar10": KnownDataset("TFDS, 50,000 + 10,000 images of 32x32, 10 classes", "small"),
+    "cifar100": KnownDataset("TFDS, 50,000 + 10,000 images of 32x32, 100 classes", "small"),
+    "imagenette": KnownDataset("TFDS, 9,469 + 3,925 ImageNet photos, 10 classes",
+                               "photos", "validation"),
+    "imagenet2012": KnownDataset(
+        "TFDS, 1.28M + 50,000 photos, 1,000 classes; manual download of "
+        "ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar", "photos",
+        "validation"),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Source:
+    """A resolved source string.
+
+    Attributes:
+        kind: "digits", "tfds" or "folder".
+        name: the TFDS name (with config and version) or the folder's path;
+            None for the digits.
+    """
+
+    kind: str
+    name: str | None = None
+
+    def __str__(self):
+        if self.kind == "digits":
+            return DIGITS
+        prefix = TFDS_PREFIX if self.kind == "tfds" else FOLDER_PREFIX
+        return prefix + self.name
+
+    @property
+    def known(self):
+        """The `KnownDataset` of a shorthand name, else None."""
+        if self.kind == "digits":
+            return DATASETS[DIGITS]
+        if self.kind == "tfds":
+            return DATASETS.get(self.name.split("/")[0].split(":")[0])
+        return None
+
+
+def describe_sources():
+    """One line naming every kind of source, for help texts and errors."""
+    names = ", ".join(f"'{name}'" for name in DATASETS)
+    return (f"{names}, any other tensorflow-datasets image classification "
+            f"dataset ('{TFDS_PREFIX}NAME'), or a folder with one sub-folder "
+            f"of images per class ('{FOLDER_PREFIX}PATH' or its path)")
+
+
+def resolve_source(source):
+    """The `Source` a source string names (see the module docstring).
+
+    Raises:
+        DataError: the string names nothing; the message lists close
+            matches and the grammar.
+    """
+    if source is None:
+        return Source("digits")
+    if not isinstance(source, (str, os.PathLike)):
+        raise TypeError(f"An image source is a string or a path. Received: "
+                        f"{source!r} of type {type(source).__name__}.")
+    text = os.fspath(source)
+    if text in (DIGITS, EMBEDDED):
+        return Source("digits")
+    if text.startswith(FOLDER_PREFIX):
+        return Source("folder", text[len(FOLDER_PREFIX):])
+    if text.startswith(TFDS_PREFIX):
+        name = text[len(TFDS_PREFIX):]
+        if not name:
+            raise DataError(f"'{text}' names no dataset; write {TFDS_PREFIX}NAME, "
+                            f"e.g. {TFDS_PREFIX}cifar10.")
+        return Source("tfds", name)
+    if os.path.isdir(text):
+        return Source("folder", text)
+    if text in DATASETS:
+        return Source("tfds", text)
+    builders = []
+    if not (os.sep in text or text.startswith((".", "~"))):
+        try:
+            builders = import_tfds(text).list_builders()
+        except DataError:
+            pass
+        if text.split("/")[0].split(":")[0] in builders:
+            return Source("tfds", text)
+    close = difflib.get_close_matches(text, [*DATASETS, *builders], n=5)
+    hint = f" Close matches: {', '.join(close)}." if close else ""
+    raise DataError(f"Image source '{text}' is neither a folder nor a known "
+                    f"dataset.{hint} Use {describe_sources()}.")
 
 
 def first_line(error):
@@ -45,8 +161,6 @@ def open_tfds_builder(name, data_dir=None):
 
     Opening reads metadata only; nothing is downloaded.
     """
-    import difflib
-
     tfds = import_tfds(name)
     try:
         builder = tfds.builder(name, data_dir=data_dir)
@@ -57,7 +171,7 @@ def open_tfds_builder(name, data_dir=None):
         hint = f" Close matches: {', '.join(close)}." if close else ""
         raise DataError(
             f"tensorflow-datasets cannot open '{name}': {first_line(error)}. "
-            f"Check the name (tfds.list_builders()) and --data-dir.{hint}"
+            f"Check the name (tfds.list_builders()) and `data_dir`.{hint}"
         ) from None
     if ("image" not in features or "label" not in features
             or not hasattr(features["label"], "num_classes")):
@@ -80,8 +194,8 @@ def to_channels(image, channels):
                 else image[..., :1])
     if channels == 3:
         return image[..., :3] if have == 4 else tf.image.grayscale_to_rgb(image[..., :1])
-    raise DataError(f"Images can be given 1 or 3 channels; the model wants "
-                    f"{channels}.")
+    raise DataError(f"Images can be given 1 or 3 channels. Received: "
+                    f"channels={channels!r}.")
 
 
 def holdout_mask(labels, seed=0):

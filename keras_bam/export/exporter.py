@@ -1,9 +1,13 @@
 """Convert, verify, report, and only then write: the export as one step.
 
-`export_tflite` is what `python export/to_tflite.py` runs. A file reaches
-`output` only after it passed every check (atomically: written next to it
-under a temporary name, then renamed), so an interrupted or rejected export
-never leaves a truncated or unverified `.tflite` there.
+`export_tflite` converts a Keras model and hands the file to
+`verify_and_write`, which checks it (XNNPACK in a child process, int8
+scales, float ops, agreement with the Keras model on held-out images) and
+writes it only if it passes (atomically: next to `output` under a temporary
+name, then renamed), so an interrupted or rejected export never leaves a
+truncated or unverified `.tflite` there. A file converted elsewhere (e.g.
+by quantization-aware training, `keras_bam.qat`) goes through
+`verify_and_write` alone.
 """
 
 import dataclasses
@@ -17,17 +21,14 @@ from keras_bam.export import verify
 from keras_bam.export.convert import to_tflite
 from keras_bam.export.litert import inspect_tflite, xnnpack_check
 
-# Minimum top-1 agreement with the float model, by quantization. "qat" is
-# an int8 file from quantization-aware training (keras_bam.qat), compared
-# with the fine-tuned float weights it came with.
+# Minimum top-1 agreement with the float model, by quantization.
 DEFAULT_MIN_AGREEMENT = {"int8": 0.99, "float16": 0.999, "dynamic": 0.99,
-                         "float32": 0.999, "qat": 0.98}
-# Quantizations whose files are full-integer: every op int8.
-FULL_INTEGER = ("int8", "qat")
+                         "float32": 0.999}
 
 
-class ExportError(Exception):
-    """A problem with the user's input: the message says what to do."""
+class ExportError(ValueError):
+    """A problem with the caller's input: the message names the argument
+    (in backticks) and says what to do."""
 
 
 class VerificationError(Exception):
@@ -58,8 +59,9 @@ class ExportReport:
     bam_layers: list  # (name, feature shape, MACs)
     bam_mac_share: float | None
     calibration: dict
-    # {"float": ..., "int8": ..., "qat": ...}: held-out accuracy of the
-    # original float model, its post-training int8 file and the QAT file.
+    # Held-out accuracies by name: other versions of the model as the
+    # caller gave them, then "model" (the Keras model) and "file" (this
+    # file), on the same images.
     accuracy_comparison: dict | None = None
     status: str = "ok"
     problems: list = dataclasses.field(default_factory=list)
@@ -105,7 +107,7 @@ class ExportReport:
                          f"mean {a.mean_abs_diff:.3g}")
         if self.accuracy_comparison:
             lines.append(f"{'accuracy compared':<22}" + ", ".join(
-                f"{_COMPARED[k]} {v:.4f}"
+                f"{k.replace('_', ' ')} {v:.4f}"
                 for k, v in self.accuracy_comparison.items()))
         if self.bam_layers:
             names = ", ".join(f"{n} {tuple(s)}" for n, s, _ in self.bam_layers)
@@ -116,15 +118,10 @@ class ExportReport:
         return "\n".join(lines)
 
 
-_COMPARED = {"float": "float (before QAT)", "int8": "post-training int8",
-             "qat_float": "QAT float", "qat": "QAT int8"}
-
-
 def export_tflite(model, output, quantization="int8", calibration=None,
                   held_out=None, input_type=None, batch_size=1,
                   min_agreement=None, latency_runs=50, report_path=None,
-                  num_calibration_samples=500, content=None,
-                  accuracy_comparison=None, calibration_info=None):
+                  num_calibration_samples=500):
     """Converts `model`, verifies the file, and writes it to `output`.
 
     Args:
@@ -132,12 +129,13 @@ def export_tflite(model, output, quantization="int8", calibration=None,
         output: path of the .tflite file.
         quantization: "int8" (full integer), "float16", "dynamic" or
             "float32".
-        calibration: `images.ImageSet` for int8 calibration.
+        calibration: `keras_bam.data.ImageSet` for int8 calibration.
         num_calibration_samples: how many of its images calibrate (default
             500). If some activation is then constant (a near-zero int8
             scale, which XNNPACK refuses), calibration is redone once on all
             of them before the file is rejected.
-        held_out: `images.ImageSet` to compare the file with the model on.
+        held_out: `keras_bam.data.ImageSet` to compare the file with the
+            model on.
         input_type: for int8, "int8" (default), "uint8" or "float32"; the
             output has the same type.
         batch_size: the signature's batch, 1 (default) or None.
@@ -145,49 +143,86 @@ def export_tflite(model, output, quantization="int8", calibration=None,
             (default: 0.99 for int8 and dynamic, 0.999 for float16/float32).
         latency_runs: timed runs per thread count (0: no latency).
         report_path: also write the report as JSON there.
-        content: the file, already converted (`quantization="qat"`: by
-            `keras_bam.qat`, from the fine-tuned `model`); it gets every
-            check of a converted one.
-        accuracy_comparison: held-out accuracies of other versions of the
-            model, shown in the report beside `model`'s ("qat_float") and
-            the file's (under the `quantization` key).
-        calibration_info: with `content`, what set the file's ranges (for
-            "qat": the fine-tuning), for the report.
 
     Returns:
         The `ExportReport`. Raises `VerificationError` (file not written,
-        report attached) when a check fails.
+        report attached) when a check fails, `ExportError` for bad arguments.
     """
-    output = os.fspath(output)
-    _check_writable(output)
-    if min_agreement is None:
-        min_agreement = DEFAULT_MIN_AGREEMENT[quantization]
-    integer = quantization in FULL_INTEGER
+    if quantization not in DEFAULT_MIN_AGREEMENT:
+        raise ExportError(f"`quantization` must be one of "
+                          f"{', '.join(DEFAULT_MIN_AGREEMENT)}. Received: "
+                          f"{quantization!r}.")
+    if not isinstance(num_calibration_samples, int) or num_calibration_samples < 1:
+        raise ExportError("`num_calibration_samples` must be a positive integer. "
+                          f"Received: {num_calibration_samples!r}.")
+    output = check_output_path(output)
+    integer = quantization == "int8"
     if integer:
         input_type = input_type or "int8"
     elif input_type not in (None, "float32"):
-        raise ExportError(f"--input-type {input_type} needs --quantization int8.")
-    if (content is None) == (quantization == "qat"):
-        raise ExportError("quantization='qat' takes the file from "
-                          "keras_bam.qat (content=...), and only it does.")
-    calibration_info = dict(calibration_info or {})
+        raise ExportError(f"`input_type` {input_type} needs `quantization` int8; "
+                          f"{quantization} files take float32.")
+    calibration_info = {}
     samples = None
-    if quantization == "int8" and content is None:
+    if integer:
         if calibration is None or len(calibration) == 0:
-            raise ExportError("int8 needs calibration images.")
+            raise ExportError("int8 needs calibration images: pass `calibration`.")
         samples = calibration.images[:num_calibration_samples]
         calibration_info = {"source": calibration.source, "samples": len(samples)}
-
-    float32 = to_tflite(model, "float32", batch_size=batch_size)
-    if content is None:
-        content = _convert(model, quantization, samples, batch_size, input_type)
-    tiny = verify.tiny_scales(content) if integer else []
-    if tiny and samples is not None and len(calibration) > len(samples):
+    content = _convert(model, quantization, samples, batch_size, input_type)
+    if integer and verify.tiny_scales(content) and len(calibration) > len(samples):
         # Ours to fix first: a range that was constant on too few images.
         samples = calibration.images
         content = _convert(model, quantization, samples, batch_size, input_type)
-        tiny = verify.tiny_scales(content)
         calibration_info["recalibrated_with"] = len(samples)
+    return verify_and_write(
+        model, content, output, quantization=quantization, held_out=held_out,
+        batch_size=batch_size, min_agreement=min_agreement, latency_runs=latency_runs,
+        report_path=report_path, calibration_info=calibration_info)
+
+
+def verify_and_write(model, content, output, quantization="int8", held_out=None,
+                     batch_size=1, min_agreement=None, latency_runs=50,
+                     report_path=None, calibration_info=None,
+                     accuracy_comparison=None):
+    """Checks a converted file against `model` and writes it if it passes.
+
+    The checks: XNNPACK loads and runs it (in a child process), no int8
+    scale below 1e-6, no float op in an int8 file, and top-1 agreement with
+    `model` on `held_out` of at least `min_agreement`.
+
+    Args:
+        model: the Keras model the file was converted from.
+        content: the .tflite file's bytes.
+        output: where it goes (its folder is created).
+        quantization: what the file is ("int8": full integer, "float16",
+            "dynamic", "float32"), for the checks and the default
+            `min_agreement`.
+        held_out, batch_size, min_agreement, latency_runs, report_path: as
+            for `export_tflite`; `batch_size` is that of the float32 file
+            the size is compared with.
+        calibration_info: what set the file's int8 ranges, for the report.
+        accuracy_comparison: {name: held-out accuracy} of other versions of
+            the model on `held_out`, shown beside the model's ("model") and
+            the file's ("file").
+
+    Returns:
+        The `ExportReport`; raises `VerificationError` (nothing written,
+        report attached) when a check fails.
+    """
+    if quantization not in DEFAULT_MIN_AGREEMENT:
+        raise ExportError(f"`quantization` must be one of "
+                          f"{', '.join(DEFAULT_MIN_AGREEMENT)}. Received: "
+                          f"{quantization!r}.")
+    if min_agreement is None:
+        min_agreement = DEFAULT_MIN_AGREEMENT[quantization]
+    elif not 0 <= min_agreement <= 1:
+        raise ExportError(f"`min_agreement` must be between 0 and 1. Received: "
+                          f"{min_agreement!r}.")
+    output = check_output_path(output)
+    integer = quantization == "int8"
+    float32 = to_tflite(model, "float32", batch_size=batch_size)
+    tiny = verify.tiny_scales(content) if integer else []
     graph = inspect_tflite(content)
     check = xnnpack_check(content)
     problems = []
@@ -197,7 +232,7 @@ def export_tflite(model, output, quantization="int8", calibration=None,
             f"constant on the calibration data ({', '.join(tiny[:3])}"
             f"{', ...' if len(tiny) > 3 else ''}): a dead ReLU or a branch too "
             "narrow to quantize. Calibrate on more, varied images "
-            "(--num-calibration-samples), keep BAM's min_hidden_channels at 8 "
+            "(`num_calibration_samples`), keep BAM's min_hidden_channels at 8 "
             "or more, or train longer")
     if not check["ok"]:
         problems.append("XNNPACK did not take the file: "
@@ -215,12 +250,12 @@ def export_tflite(model, output, quantization="int8", calibration=None,
             if (accuracy_comparison is not None
                     and agreement.keras_accuracy is not None):
                 accuracy_comparison = {**accuracy_comparison,
-                                       "qat_float": agreement.keras_accuracy,
-                                       quantization: agreement.tflite_accuracy}
+                                       "model": agreement.keras_accuracy,
+                                       "file": agreement.tflite_accuracy}
             if agreement.top1_agreement < min_agreement:
                 problems.append(
                     f"top-1 agreement {agreement.top1_agreement:.4f} is below "
-                    f"the minimum {min_agreement}")
+                    f"the minimum {min_agreement} (`min_agreement`)")
         if latency_runs:
             for threads in sorted({1, verify.cpu_count()}):
                 latencies.append(verify.latency(content, threads, latency_runs))
@@ -237,7 +272,7 @@ def export_tflite(model, output, quantization="int8", calibration=None,
         tiny_scale_tensors=tiny, agreement=agreement,
         min_agreement=min_agreement, latency=latencies,
         bam_layers=bam_layers, bam_mac_share=share,
-        calibration=calibration_info,
+        calibration=dict(calibration_info or {}),
         accuracy_comparison=accuracy_comparison,
     )
     if problems:
@@ -260,7 +295,7 @@ def _convert(model, quantization, samples, batch_size, input_type):
 
 
 def _bam_costs(model):
-    from keras_bam.rewrite import cost_report
+    from keras_bam.rewrite.cost import cost_report
 
     try:
         report = cost_report(model)
@@ -271,20 +306,24 @@ def _bam_costs(model):
             report.bam_macs / total if total else None)
 
 
-def _check_writable(path):
+def check_output_path(path):
+    """`path` as a string, its folder created; `ExportError` when it cannot
+    be written there."""
+    path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path)) or "."
     if os.path.isdir(path):
-        raise ExportError(f"--output {path} is a folder; give a file name, "
+        raise ExportError(f"`output` {path} is a folder; give a file name, "
                           "e.g. model.tflite.")
     if not os.path.isdir(folder):
         try:
             os.makedirs(folder, exist_ok=True)
         except OSError as error:
             raise ExportError(f"Cannot create the output folder {folder}: "
-                              f"{error.strerror}. Choose another --output.") from None
+                              f"{error.strerror}. Choose another `output`.") from None
     if not os.access(folder, os.W_OK):
-        raise ExportError(f"Cannot write to {folder}. Choose another --output "
+        raise ExportError(f"Cannot write to {folder}. Choose another `output` "
                           "or fix the folder's permissions.")
+    return path
 
 
 def _json_default(value):

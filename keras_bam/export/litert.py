@@ -17,6 +17,7 @@ import tempfile
 import numpy as np
 
 _FLOAT_TYPES = ("float32", "float16", "float64", "bfloat16")
+_NO_SCRIPT_PATH = ("-P",) if sys.version_info >= (3, 11) else ()
 
 
 @dataclasses.dataclass
@@ -194,8 +195,12 @@ def xnnpack_check(content, timeout=300):
         with open(path, "wb") as f:
             f.write(content)
         try:
+            # This file as a script, not `-m keras_bam.export.litert`: the
+            # child then imports LiteRT and NumPy alone, not the package
+            # (TensorFlow, Keras), which saves seconds per check. -P: its
+            # folder does not go on sys.path.
             child = subprocess.run(
-                [sys.executable, "-m", "keras_bam.export.litert", path],
+                [sys.executable, *_NO_SCRIPT_PATH, os.path.abspath(__file__), path],
                 capture_output=True,
                 text=True,
                 timeout=timeout,

@@ -12,16 +12,21 @@ half the user's process runs, imports neither tfmot nor tf_keras:
    computes the same outputs, quantizes, fine-tunes and converts it to a
    full-integer int8 file (`keras_bam.qat.quantize`), and writes the
    fine-tuned float weights back into the Keras 3 model;
-3. here, that file goes through the same checks and atomic write as every
-   export (`keras_bam.export.export_tflite`, quantization "qat"), and the
-   report compares the held-out accuracy of the float model, of its
-   post-training int8 file and of the QAT file.
+3. `run_qat` returns the fine-tuned model and the file; the caller hands
+   them to the same checks and atomic write as every export
+   (`keras_bam.export.verify_and_write`). The export command
+   (`keras_bam.commands.export`) does, and compares the held-out accuracy
+   of the float model, of its post-training int8 file and of the QAT file.
+
+The dependency is one way: the worker converts with
+`keras_bam.export.convert`; the export library never imports this package.
 
 `keras_bam.qat.legacy` also carries BAM and the rewriter's placement to
 `tf_keras.applications` models, for legacy-Keras users (`insert_bam` there).
 """
 
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -62,6 +67,8 @@ def run_qat(model, images, labels, epochs=2, learning_rate=1e-3,
             on (a calibration/training split, never the held-out one).
         epochs: fine-tuning epochs (Adam, cosine decay to 0 from
             `learning_rate`).
+        seed: the fine-tuning's shuffling and initial state.
+        timeout: seconds the child may take.
         input_type: the int8 file's input and output type, "int8", "uint8"
             or "float32".
 
@@ -100,11 +107,9 @@ def run_qat(model, images, labels, epochs=2, learning_rate=1e-3,
             raise QATError(message, usage=child.returncode == 2)
         with open(os.path.join(folder, "qat.tflite"), "rb") as f:
             content = f.read()
-        import json
-
         with open(os.path.join(folder, "result.json")) as f:
             details = json.load(f)
-        import keras_bam  # noqa: F401 - registers BAM for loading
+        import keras_bam.layers  # noqa: F401 - registers BAM for loading
 
         finetuned = keras.saving.load_model(
             os.path.join(folder, "finetuned.keras"))
@@ -118,52 +123,3 @@ class QATError(Exception):
     def __init__(self, message, usage=True):
         super().__init__(message)
         self.usage = usage
-
-
-def export_qat(model, output, calibration, held_out, epochs=2,
-               learning_rate=1e-3, input_type="int8",
-               num_calibration_samples=500, seed=0, **export_kwargs):
-    """Fine-tunes `model` with QAT and exports the verified int8 file.
-
-    The same checks and atomic write as `keras_bam.export.export_tflite`
-    (whose remaining arguments `export_kwargs` takes). The report's
-    `accuracy_comparison` holds, on `held_out`, the accuracy of `model`
-    ("float"), of its post-training int8 file ("int8", calibrated on
-    `num_calibration_samples` images as `--quantization int8` would be), of
-    the fine-tuned float weights ("qat_float") and of the QAT file ("qat").
-
-    Returns:
-        (report, fine-tuned Keras 3 model, details from `run_qat`).
-    """
-    from keras_bam.export import exporter, litert, verify
-    from keras_bam.export.convert import to_tflite
-
-    comparison = {}
-    if held_out is not None and held_out.labels is not None:
-        labels = held_out.labels
-        accuracy = lambda y: float(np.mean(np.argmax(y, -1) == labels))  # noqa: E731
-        comparison["float"] = accuracy(
-            model.predict(held_out.images, batch_size=64, verbose=0))
-        ptq = to_tflite(model, "int8",
-                        representative_data=calibration.images[
-                            :num_calibration_samples],
-                        input_type=input_type)
-        if litert.xnnpack_check(ptq)["ok"]:  # only a file that ran isolated
-            comparison["int8"] = verify.compare(
-                model, ptq, held_out.images, labels).tflite_accuracy
-    try:
-        finetuned, content, details = run_qat(
-            model, calibration.images, calibration.labels, epochs=epochs,
-            learning_rate=learning_rate, input_type=input_type, seed=seed)
-    except QATError as error:
-        if error.usage:
-            raise exporter.ExportError(str(error)) from None
-        raise
-    report = exporter.export_tflite(
-        finetuned, output, quantization="qat", calibration=calibration,
-        held_out=held_out, input_type=input_type, content=content,
-        accuracy_comparison=comparison,
-        calibration_info={"source": calibration.source,
-                          "quantization_aware_training": details},
-        **export_kwargs)
-    return report, finetuned, details

@@ -52,7 +52,7 @@ def run(args):
     import keras
     import numpy as np
 
-    import keras_bam  # noqa: F401 - registers BAM for loading
+    import keras_bam.layers  # noqa: F401 - registers BAM for loading
     from keras_bam.export.convert import to_tflite
     from keras_bam.qat import legacy, quantize
 

@@ -8,9 +8,13 @@ variant by variant, and each run can be plotted or exported on its own.
 
 import dataclasses
 import json
+import logging
 import pathlib
 
+from keras_bam.atomic import write_atomically
 from keras_bam.training.run import RunConfig, run
+
+logger = logging.getLogger(__name__)
 
 # name -> (BAM inserted, BAM options, what the paper's Table 1 varies)
 VARIANTS = {
@@ -39,26 +43,33 @@ class AblationRow:
     top5_error: float
 
 
-def run_ablation(output, variants=None, log=print, **run_options):
+def run_ablation(output, variants=None, **run_options):
     """Trains each variant (default: all of `VARIANTS`) with the same
     `run_options` (RunConfig fields: model, dataset, epochs, batch_size,
-    seed, ...) into `output/<variant>`; returns [AblationRow]."""
+    seed, ...) into `output/<variant>`; returns [AblationRow].
+
+    Logs one line per variant as it starts and ends (logger
+    `keras_bam.training.ablation`); each run logs its own progress
+    (`keras_bam.training.run`).
+    """
     names = list(variants or VARIANTS)
     unknown = [n for n in names if n not in VARIANTS]
     if unknown:
-        raise ValueError(f"Unknown ablation variant(s) {', '.join(unknown)}; "
-                         f"choose from {', '.join(VARIANTS)}.")
+        raise ValueError(f"Unknown ablation variant(s) {', '.join(unknown)} in "
+                         f"`variants`; choose from {', '.join(VARIANTS)}.")
     rows = []
     for name in names:
         bam, options, description = VARIANTS[name]
-        log(f"--- {name}: {description}")
+        logger.info("--- %s: %s", name, description)
         config = RunConfig(output=str(pathlib.Path(output) / name), bam=bam,
                            bam_options=dict(options), **run_options)
-        metrics = run(config, log=log)
+        metrics = run(config)
+        logger.info("%s: top-1 error %.4f, top-5 error %.4f", name,
+                    metrics["top1_error"], metrics["top5_error"])
         rows.append(AblationRow(name, description, metrics["params"], metrics["macs"],
                                 metrics["top1_error"], metrics["top5_error"]))
-    (pathlib.Path(output) / "ablation.json").write_text(
-        json.dumps([dataclasses.asdict(r) for r in rows], indent=2) + "\n")
+    write_atomically(pathlib.Path(output) / "ablation.json",
+                     json.dumps([dataclasses.asdict(r) for r in rows], indent=2) + "\n")
     return rows
 
 

@@ -42,8 +42,8 @@ def read(path):
         return [{k: int(v) if k == "epoch" else float(v) for k, v in row.items()}
                 for row in rows]
     except (TypeError, ValueError):
-        raise HistoryError(f"{path} is not a history written by "
-                           "examples/train.py (unreadable values).") from None
+        raise HistoryError(f"{path} is not a history written by a training "
+                           "run (unreadable values).") from None
 
 
 def truncate(path, epoch):
@@ -63,12 +63,12 @@ def load_run(run_dir):
 
     run_dir = pathlib.Path(run_dir)
     if not run_dir.is_dir():
-        raise HistoryError(f"{run_dir} is not a folder; give a run folder "
-                           "written by examples/train.py --output.")
+        raise HistoryError(f"{run_dir} is not a folder; give the output folder "
+                           "of a training run.")
     rows = read(run_dir / FILE_NAME)
     if not rows:
         raise HistoryError(f"{run_dir} has no {FILE_NAME}; train at least one "
-                           "epoch there with examples/train.py first.")
+                           "epoch into it first.")
     label = run_dir.name
     try:
         config = json.loads((run_dir / "config.json").read_text())["run"]

@@ -17,24 +17,23 @@ import re
 
 import keras
 
-from keras_bam.applications import FAMILIES, SmallCNN
-from keras_bam.rewrite import insert_bam
+from keras_bam.applications.backbones import FAMILIES
+from keras_bam.applications.small_cnn import SmallCNN
+from keras_bam.data.preprocessing import apply_preprocessing, fold_bgr
+from keras_bam.rewrite.insert import insert_bam
 
-# What each keras.applications family expects its input to be, made from
-# pixels in [0, 255] (their `preprocess_input`). "inside": the Keras model
-# rescales by itself (include_preprocessing).
+# The preprocessing scheme (`keras_bam.data.preprocessing`) of each
+# keras.applications family: what its `preprocess_input` does. "none": the
+# Keras model rescales by itself (include_preprocessing).
 _PREPROCESSING = {
     "ResNet": "caffe",
     "ResNetV2": "tf",
     "MobileNet": "tf",
-    "EfficientNet": "inside",
-    "EfficientNetV2": "inside",
+    "EfficientNet": "none",
+    "EfficientNetV2": "none",
     "DenseNet": "torch",
 }
 _INSIDE = ("MobileNetV3Small", "MobileNetV3Large")
-_CAFFE_MEAN_RGB = (123.68, 116.779, 103.939)
-_TORCH_MEAN = (0.485, 0.456, 0.406)
-_TORCH_STD = (0.229, 0.224, 0.225)
 
 
 def snake_case(application_name):
@@ -49,41 +48,11 @@ MODELS = {"small_cnn": (None, "unit")}
 for _family, _names in FAMILIES.items():
     for _name in _names:
         MODELS[snake_case(_name)] = (
-            _name, "inside" if _name in _INSIDE else _PREPROCESSING[_family])
+            _name, "none" if _name in _INSIDE else _PREPROCESSING[_family])
 
 
 class ModelError(ValueError):
     """An unknown model name or an impossible combination of options."""
-
-
-def _preprocessing_layers(mode):
-    if mode == "unit":
-        return [keras.layers.Rescaling(1 / 255.0, name="to_unit_range")]
-    if mode == "tf":
-        return [keras.layers.Rescaling(1 / 127.5, offset=-1.0,
-                                       name="to_symmetric_range")]
-    if mode == "caffe":
-        # Caffe models also reverse RGB to BGR; channel order is folded into
-        # the first convolution instead (see `_fold_bgr`), which keeps the
-        # graph free of a GATHER that XNNPACK would not take.
-        return [keras.layers.Normalization(mean=_CAFFE_MEAN_RGB, variance=(1.0,) * 3,
-                                           name="subtract_imagenet_mean")]
-    if mode == "torch":
-        return [keras.layers.Normalization(
-            mean=[255 * m for m in _TORCH_MEAN],
-            variance=[(255 * s) ** 2 for s in _TORCH_STD],
-            name="imagenet_standardize")]
-    return []
-
-
-def _fold_bgr(model):
-    """Makes the first convolution take RGB where it was trained on BGR."""
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.Conv2D):
-            kernel, *rest = layer.get_weights()
-            layer.set_weights([kernel[:, :, ::-1, :]] + rest)
-            return
-    raise ModelError(f"{model.name}: no convolution to fold the BGR order into.")
 
 
 def build_model(name, num_classes, image_size, bam=True, weights=None,
@@ -104,28 +73,27 @@ def build_model(name, num_classes, image_size, bam=True, weights=None,
     if name not in MODELS:
         raise ModelError(f"Unknown model '{name}'. Choose one of: {', '.join(MODELS)}.")
     if weights not in (None, "imagenet"):
-        raise ModelError(f"weights must be None or 'imagenet', got {weights!r}.")
+        raise ModelError(f"`weights` must be None or 'imagenet'. Received: "
+                         f"weights={weights!r}.")
     application, mode = MODELS[name]
     if application is None and weights is not None:
-        raise ModelError("small_cnn has no pretrained weights; drop --weights.")
+        raise ModelError("small_cnn has no pretrained weights; leave `weights` "
+                         "at None.")
     if seed is not None:
         keras.utils.set_random_seed(seed)
     height, width = (image_size, image_size) if isinstance(image_size, int) else image_size
     inputs = keras.Input((height, width, 3), name="pixels")
-    x = inputs
-    for layer in _preprocessing_layers(mode):
-        x = layer(x)
+    x = apply_preprocessing(inputs, mode)
     if application is None:
         # SmallCNN ends in its own pooled Dense head; nested, which
         # insert_bam and attention_maps look into.
-        trunk = SmallCNN(input_shape=(height, width, 3), classes=num_classes,
-                         use_bam=False)
+        trunk = SmallCNN(input_shape=(height, width, 3), classes=num_classes)
         plain = keras.Model(inputs, trunk(x), name=name)
     else:
         backbone = getattr(keras.applications, application)(
             include_top=False, weights=weights, input_tensor=x, pooling="avg")
         if mode == "caffe" and weights is not None:
-            _fold_bgr(backbone)
+            fold_bgr(backbone)
         outputs = keras.layers.Dense(num_classes, name="logits")(backbone.output)
         plain = keras.Model(inputs, outputs, name=name)
     if not bam:

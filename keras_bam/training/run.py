@@ -16,28 +16,33 @@
   parameters and MACs (with BAM's share).
 
 Under MultiWorkerMirroredStrategy only the chief writes into `output`.
+Progress goes to the `keras_bam.training.run` logger (INFO); errors that the
+caller can fix raise `RunError`, naming the `RunConfig` field in backticks.
 """
 
 import dataclasses
 import hashlib
 import json
+import logging
 import math
-import os
 import pathlib
 import statistics
 
 import keras
 
-from keras_bam.atomic import write_atomically
+from keras_bam.atomic import save_model_atomically, write_atomically
 from keras_bam.layers import BAM
 from keras_bam.training import history as histories
 from keras_bam.training import models
 from keras_bam.training import strategy as strategies
 
 # Options that define a run. Two invocations that agree on these are the
-# same run (the second resumes the first); `epochs` may change with --resume.
+# same run (the second resumes the first); `epochs` may change with `resume`.
 IDENTITY = ("model", "bam", "bam_options", "weights", "dataset", "image_size",
             "batch_size", "learning_rate", "steps_per_epoch", "seed")
+
+
+logger = logging.getLogger(__name__)
 
 
 class RunError(ValueError):
@@ -70,51 +75,55 @@ class RunConfig:
         return {key: getattr(self, key) for key in IDENTITY}
 
 
-def check_output(config):
-    """Refuses an output folder that holds a different run.
+def read_saved_run(config):
+    """The configuration saved in `config.output` (a dict), None for a new
+    folder; refuses a folder that holds something else or a different run.
 
-    Returns the saved configuration (a dict) when the folder holds this
-    run, None when it is new.
+    Runs before anything is built. The epoch count is checked later, by
+    `check_epochs`, once the recipe has given its default.
     """
     path = pathlib.Path(config.output)
     if path.exists() and not path.is_dir():
-        raise RunError(f"--output {path} is a file; give a folder.")
+        raise RunError(f"`output` {path} is a file; give a folder.")
     saved_path = path / "config.json"
     if not saved_path.exists():
         if path.exists() and any(path.iterdir()):
-            raise RunError(f"--output {path} is not empty and holds no run of "
-                           "this script; choose a new folder.")
+            raise RunError(f"`output` {path} is not empty and holds no training "
+                           "run; choose a new folder.")
         return None
     try:
         saved = json.loads(saved_path.read_text())
     except (OSError, json.JSONDecodeError) as error:
         raise RunError(f"{saved_path} cannot be read ({error}); choose a new "
-                       "--output or delete the folder.") from None
+                       "`output` or delete the folder.") from None
     mine = json.loads(json.dumps(config.identity()))
     differing = sorted(k for k in IDENTITY if saved.get("run", {}).get(k) != mine[k])
     if differing:
         raise RunError(
-            f"--output {path} holds a different run (it differs in "
-            f"{', '.join(differing)}); choose a new --output, or repeat that "
+            f"`output` {path} holds a different run (it differs in "
+            f"{', '.join(differing)}); choose a new `output`, or repeat that "
             "run's options to resume it.")
-    if saved["run"].get("epochs") != config.epochs and not config.resume:
-        raise RunError(
-            f"--output {path} holds this run with --epochs "
-            f"{saved['run'].get('epochs')}; pass --resume to continue it to "
-            f"--epochs {config.epochs}.")
     return saved
 
 
-def default_image_size(config):
-    """The training resolution when --image-size is not given: 32 for the
-    digits and CIFAR-like data, 224 for ImageNet-like data."""
-    from keras_bam.training import data
+def check_epochs(config, saved):
+    """Refuses to continue a saved run to another epoch count unless
+    `config.resume` says so."""
+    if saved is not None and saved["run"].get("epochs") != config.epochs and not (
+            config.resume):
+        raise RunError(
+            f"`output` {config.output} holds this run with `epochs` "
+            f"{saved['run'].get('epochs')}; set `resume` to continue it to "
+            f"`epochs` {config.epochs}.")
 
-    kind, name = data.resolve_source(config.dataset)
-    known = data.DATASETS.get(name) if kind == "tfds" else None
-    if kind == "digits" or (known is not None and known.recipe != "imagenet"):
-        return 32
-    return 224
+
+def default_image_size(config):
+    """The training resolution when `image_size` is not given: 32 for the
+    digits and CIFAR-like data, 224 for ImageNet-like data."""
+    from keras_bam.data.sources import resolve_source
+
+    known = resolve_source(config.dataset).known
+    return 32 if known is not None and known.images != "photos" else 224
 
 
 def resolve_precision(config, strategy_name, num_gpus):
@@ -127,10 +136,10 @@ def resolve_precision(config, strategy_name, num_gpus):
     elif config.mixed_precision in policies:
         policy = policies[config.mixed_precision]
     else:
-        raise RunError(f"--mixed-precision must be one of auto, "
-                       f"{', '.join(policies)}; got {config.mixed_precision!r}.")
+        raise RunError(f"`mixed_precision` must be one of auto, "
+                       f"{', '.join(policies)}. Received: {config.mixed_precision!r}.")
     if config.jit_compile not in ("auto", "on", "off"):
-        raise RunError(f"--jit-compile must be auto, on or off; got "
+        raise RunError(f"`jit_compile` must be auto, on or off. Received: "
                        f"{config.jit_compile!r}.")
     jit = accelerator if config.jit_compile == "auto" else config.jit_compile == "on"
     return policy, jit
@@ -155,7 +164,7 @@ def weights_digest(model):
     return digest.hexdigest()[:16]
 
 
-def run(config, log=print):
+def run(config):
     """Trains as `config` says; returns the metrics dict (see module doc)."""
     import tensorflow as tf
 
@@ -163,11 +172,15 @@ def run(config, log=print):
     from keras_bam.training import data, recipes
     from keras_bam.training.loop import train
 
-    if config.batch_size < 1 or (config.epochs is not None and config.epochs < 1):
-        raise RunError("--batch-size and --epochs must be at least 1.")
+    for name in ("batch_size", "epochs", "steps_per_epoch", "image_size"):
+        value = getattr(config, name)
+        if value is not None and (not isinstance(value, int) or value < 1):
+            raise RunError(f"`{name}` must be an integer of at least 1. "
+                           f"Received: {value!r}.")
     if config.model not in models.MODELS:
-        raise RunError(f"Unknown --model '{config.model}'. Choose one of: "
+        raise RunError(f"Unknown `model` '{config.model}'. Choose one of: "
                        f"{', '.join(models.MODELS)}.")
+    saved = read_saved_run(config)
     try:
         strategy, why = strategies.resolve_strategy(config.strategy)
     except strategies.StrategyError as error:
@@ -176,14 +189,14 @@ def run(config, log=print):
     is_chief = tf_config is None or tf_config.is_chief
     replicas = strategy.num_replicas_in_sync
     strategy_name = type(strategy).__name__.lstrip("_")
-    log(f"strategy: {strategy_name} ({why}), {replicas} replica(s)")
+    logger.info("strategy: %s (%s), %d replica(s)", strategy_name, why, replicas)
     if config.batch_size % replicas:
-        raise RunError(f"--batch-size {config.batch_size} is not divisible by "
+        raise RunError(f"`batch_size` {config.batch_size} is not divisible by "
                        f"the {replicas} replicas; use a multiple of {replicas}.")
     try:  # after the strategy: a layer starts the TF runtime
         BAM(**config.bam_options)
     except (TypeError, ValueError) as error:
-        raise RunError(f"BAM option: {error}") from None
+        raise RunError(f"`bam_options`: {error}") from None
     num_gpus = len(tf.config.list_logical_devices("GPU"))
     policy, jit = resolve_precision(config, "tpu" if "TPU" in strategy_name else "",
                                     num_gpus)
@@ -197,10 +210,10 @@ def run(config, log=print):
     recipe = recipes.get_recipe(info.recipe)
     if config.epochs is None:
         config = dataclasses.replace(config, epochs=recipe.epochs)
-    check_output(config)
+    check_epochs(config, saved)
     if config.steps_per_epoch is None and not info.num_train:
         raise RunError(f"'{info.source}' does not say how many training images "
-                       "it has; give --steps-per-epoch.")
+                       "it has; give `steps_per_epoch`.")
     steps = config.steps_per_epoch or info.steps_per_epoch(config.batch_size)
     base_lr = config.learning_rate if config.learning_rate is not None else (
         recipe.learning_rate(config.batch_size))
@@ -225,20 +238,20 @@ def run(config, log=print):
     if is_chief:
         output.mkdir(parents=True, exist_ok=True)
         _write_json(output / "config.json", resolved)
-    log(f"data: {info.source}, {info.num_train} training / {info.num_eval} "
-        f"evaluation images, {info.num_classes} classes, "
-        f"{'x'.join(map(str, info.image_size))} px, recipe {info.recipe}")
-    log(f"training: {config.epochs} epochs x {steps} steps, global batch "
-        f"{config.batch_size}, learning rate {base_lr:g} "
-        f"({resolved['learning_rate_rule']}), "
-        f"precision {policy or 'float32'}, XLA {'on' if jit else 'off'}")
+    logger.info("data: %s, %s training / %s evaluation images, %d classes, %s px, "
+                "recipe %s", info.source, info.num_train, info.num_eval,
+                info.num_classes, "x".join(map(str, info.image_size)), info.recipe)
+    logger.info("training: %d epochs x %d steps, global batch %d, learning rate %g "
+                "(%s), precision %s, XLA %s", config.epochs, steps, config.batch_size,
+                base_lr, resolved["learning_rate_rule"], policy or "float32",
+                "on" if jit else "off")
     keras.mixed_precision.set_global_policy(policy or "float32")
 
-    def build_model():
+    def build_model(synchronized=resolved["sync_batch_norm"]):
         model = models.build_model(
             config.model, info.num_classes, info.image_size, bam=config.bam,
             weights=config.weights, bam_options=config.bam_options, seed=config.seed)
-        if resolved["sync_batch_norm"]:
+        if synchronized:
             synchronize_batch_norm(model)
         return model
 
@@ -256,19 +269,19 @@ def run(config, log=print):
 
             writer = tf.summary.create_file_writer(str(output / "logs"))
         except ImportError:
-            log("TensorBoard logs off: pip install 'keras-bam[train]' "
-                "(or tensorboard) to get them")
+            logger.warning("TensorBoard logs off: pip install 'keras-bam[train]' "
+                           "(or tensorboard) to get them")
 
     def on_restore(epoch):
-        log(f"resuming {output} after epoch {epoch}")
+        logger.info("resuming %s after epoch %d", output, epoch)
         if is_chief:
             histories.truncate(history, epoch)
 
     def on_epoch(entry, model):
-        log(f"epoch {entry.epoch}/{config.epochs}: loss {entry.loss:.4f}, "
-            f"accuracy {entry.accuracy:.4f}, eval top-1 error "
-            f"{entry.eval_top1_error:.4f}, top-5 {entry.eval_top5_error:.4f}, "
-            f"{entry.images_per_second:.0f} images/s")
+        logger.info("epoch %d/%d: loss %.4f, accuracy %.4f, eval top-1 error %.4f, "
+                    "top-5 %.4f, %.0f images/s", entry.epoch, config.epochs, entry.loss,
+                    entry.accuracy, entry.eval_top1_error, entry.eval_top5_error,
+                    entry.images_per_second)
         if not is_chief:
             return
         histories.append(history, entry)
@@ -284,27 +297,20 @@ def run(config, log=print):
         eval_dataset=eval_data, jit_compile=jit, progress=config.progress,
         is_chief=is_chief, on_restore=on_restore)
     keras.mixed_precision.set_global_policy("float32")
-    final = _float32_copy(model, build_model, resolved["sync_batch_norm"])
+    # A float32 copy with batch norm per device: what export and any
+    # single-device user wants.
+    final = build_model(synchronized=False)
+    final.set_weights(model.get_weights())
     digest = weights_digest(final)
-    log(f"weights digest: {digest}")
+    logger.info("weights digest: %s", digest)
     rows = histories.read(history) if is_chief else [dataclasses.asdict(e) for e in logs]
     metrics = _metrics(rows, final, info, resolved, digest, cost_report)
     if is_chief:
-        _save_model(final, output / "model.keras")
+        save_model_atomically(final, output / "model.keras")
         _write_json(output / "metrics.json", metrics)
-        log(f"top-1 error {metrics['top1_error']:.4f}, top-5 error "
-            f"{metrics['top5_error']:.4f}; wrote {output / 'model.keras'}")
+        logger.info("top-1 error %.4f, top-5 error %.4f; wrote %s", metrics["top1_error"],
+                    metrics["top5_error"], output / "model.keras")
     return metrics
-
-
-def _float32_copy(model, build_model, synchronized):
-    """The trained model as a float32 model with unsynchronized batch norm
-    (what export and any single-device user wants)."""
-    copy = build_model()
-    copy.set_weights(model.get_weights())
-    if synchronized:
-        synchronize_batch_norm(copy, False)
-    return copy
 
 
 def _metrics(rows, model, info, resolved, digest, cost_report):
@@ -331,9 +337,3 @@ def _metrics(rows, model, info, resolved, digest, cost_report):
 
 def _write_json(path, value):
     write_atomically(path, json.dumps(value, indent=2, default=str) + "\n")
-
-
-def _save_model(model, path):
-    tmp = path.with_name(path.stem + ".tmp.keras")
-    model.save(tmp)
-    os.replace(tmp, path)

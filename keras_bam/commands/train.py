@@ -5,9 +5,10 @@ stderr. See `keras_bam.training.run` for what the output folder holds.
 """
 
 import argparse
-import os
 import sys
 
+from keras_bam.commands import common
+from keras_bam.data.sources import describe_sources
 from keras_bam.training import models
 
 BAM_FLAGS = {
@@ -22,6 +23,9 @@ BAM_FLAGS = {
                           "sigmoid (default), tanh or hard_sigmoid"),
     "--variant": ("variant", str, "paper (default) or official (the authors' "
                   "released code)"),
+    "--min-hidden-channels": ("min_hidden_channels", int,
+                              "lower bound on the hidden width C/r (default 8; "
+                              "1 gives C/r exactly)"),
 }
 
 
@@ -58,11 +62,9 @@ def build_parser():
                        help="both gates (default), or one alone (the paper's "
                             "ablation)")
     parser.add_argument(
-        "--dataset", default=None, metavar="NAME",
-        help="a tensorflow-datasets name (cifar10, cifar100, imagenette, "
-             "imagenet2012, ...), folder:PATH (one sub-folder per class), or "
-             "omitted: the embedded digits (offline, the export command's "
-             "dataset)")
+        "--dataset", default=None, metavar="SOURCE",
+        help=f"the images: {describe_sources()}. Default: the embedded "
+             "digits (offline, the export command's dataset)")
     parser.add_argument("--data-dir", metavar="DIR",
                         help="tensorflow-datasets data directory (and "
                              "manual_dir for imagenet2012 under "
@@ -108,6 +110,8 @@ def build_parser():
     parser.add_argument("--seed", type=int, default=0, help="random seed")
     parser.add_argument("--no-progress", dest="progress", action="store_false",
                         help="no progress bar")
+    parser.add_argument("--verbose", action="store_true",
+                        help="show every library log line")
     return parser
 
 
@@ -132,20 +136,24 @@ def config_from_args(args):
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    common.quiet_tensorflow()
     from keras_bam.training.run import RunError, run
 
+    flags = common.flag_names(parser)
+    flags.update({"bam_options": "BAM option", "bam": "--no-bam"})
     for name in ("epochs", "steps_per_epoch", "batch_size", "image_size"):
         value = getattr(args, name)
         if value is not None and value < 1:
-            print(f"error: --{name.replace('_', '-')} must be at least 1.",
-                  file=sys.stderr)
-            return 2
+            return common.bad_input(f"--{name.replace('_', '-')} must be at least 1.")
     try:
-        config = config_from_args(args)
-        run(config, log=lambda line: print(line, flush=True))
+        with common.console(verbose=args.verbose):
+            run(config_from_args(args))
     except (RunError, models.ModelError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    return 0
+        return common.bad_input(error, flags)
+    return common.OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

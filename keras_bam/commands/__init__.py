@@ -1,0 +1,19 @@
+"""The commands: the one layer that speaks in flags and combines the libraries.
+
+Each module has a `build_parser()` and a `main(argv=None)` that returns the
+exit code; the scripts in `export/` and `examples/` only call `main()`.
+
+| command | module | script |
+| --- | --- | --- |
+| export (int8, float16, dynamic, float32, qat) | `commands.export` | `export/to_tflite.py` |
+| training | `commands.train` | `examples/train.py` |
+| the paper's ablation | `commands.ablation` | `examples/ablation.py` |
+| attention figure | `commands.attention` | `examples/visualize_attention.py` |
+| training curves | `commands.plot_training` | `examples/plot_training.py` |
+
+Exit codes (`common`): 0 done; 1 rejected by a check, nothing written; 2 bad
+input, one line on stderr, nothing written. The libraries below raise
+errors that name their API arguments in backticks; `common.in_flags`
+rewrites them as the command's flags. The libraries log (logger
+`keras_bam`); `common.console` decides what reaches the console.
+"""

@@ -1,0 +1,80 @@
+"""The command layer's shared parts: what the console shows, and library
+errors told in the command's flags."""
+
+import argparse
+import logging
+
+import pytest
+
+from keras_bam.commands import common
+
+
+def test_console_shows_what_the_command_chooses(capsys):
+    run = logging.getLogger("keras_bam.training.run")
+    ablation = logging.getLogger("keras_bam.training.ablation")
+    with common.console(show=("keras_bam.training.ablation",)):
+        ablation.info("--- bam: the paper's BAM")
+        run.info("epoch 1/2: loss 2.3")
+        run.warning("TensorBoard logs off")
+    assert capsys.readouterr().out.splitlines() == [
+        "--- bam: the paper's BAM", "TensorBoard logs off"]
+    with common.console(show=("keras_bam.training.ablation",), verbose=True):
+        run.info("epoch 1/2: loss 2.3")
+    assert capsys.readouterr().out.splitlines() == ["epoch 1/2: loss 2.3"]
+    with common.console():  # the default: every keras_bam logger from INFO
+        logging.getLogger("keras_bam.data.reader").info("preparing")
+        logging.getLogger("other_library").info("not ours")
+    assert capsys.readouterr().out.splitlines() == ["preparing"]
+    run.info("after the command")  # the handler went with the block
+    assert capsys.readouterr().out == ""
+    assert logging.getLogger("keras_bam").handlers == []
+
+
+def test_library_arguments_become_flags(capsys):
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--num-calibration-samples", type=int)
+    parser.add_argument("--output")
+    parser.add_argument("--no-bam", dest="bam", action="store_false")
+    flags = common.flag_names(parser)
+    assert flags == {"num_calibration_samples": "--num-calibration-samples",
+                     "output": "--output", "bam": "--no-bam", "no_bam": "--no-bam",
+                     "help": "--help"}
+    message = ("`output` x is a folder; calibrate on more images "
+               "(`num_calibration_samples`); `min_hidden_channels` stays.")
+    assert common.in_flags(message, flags) == (
+        "--output x is a folder; calibrate on more images "
+        "(--num-calibration-samples); `min_hidden_channels` stays.")
+    assert common.bad_input(ValueError("`output`\n  is   wrong"), flags) == 2
+    assert capsys.readouterr().err == "error: --output is wrong\n"
+
+
+@pytest.mark.parametrize("module", ["export", "train", "ablation", "attention",
+                                    "plot_training"])
+def test_every_command_explains_itself(module, capsys):
+    import importlib
+
+    command = importlib.import_module(f"keras_bam.commands.{module}")
+    with pytest.raises(SystemExit) as exit_info:
+        command.main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: {command.build_parser().prog}")
+
+
+def test_ablation_command_shows_one_line_per_variant_then_the_table(tmp_path, capsys):
+    """No text filtering: the command shows the ablation's logger, and the
+    runs' per-epoch lines only with --verbose."""
+    from keras_bam.commands import ablation
+
+    argv = ["--variants", "baseline", "--epochs", "1", "--batch-size", "128",
+            "--image-size", "8", "--output", str(tmp_path)]
+    assert ablation.main(argv) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "--- baseline: no BAM"
+    assert out[1].startswith("baseline: top-1 error ")
+    assert out[2].startswith("| variant |") and "| baseline |" in out[4]
+    assert not [line for line in out if line.startswith("epoch ")]
+    assert ablation.main(argv + ["--verbose"]) == 0  # finished: resumes, no training
+    assert "resuming" in capsys.readouterr().out
+    assert ablation.main(argv[:-1] + [str(tmp_path / "x"), "--epochs", "0"]) == 2
+    assert capsys.readouterr().err.startswith("error: --epochs must be an integer of at least 1")
