@@ -235,9 +235,10 @@ def test_the_readme_has_code_to_run():
 @pytest.mark.parametrize("page, start, code, reason", list(_all_blocks()))
 def test_python_block_runs(page, start, code, reason, tmp_path, monkeypatch):
     name = f"{page.relative_to(ROOT)}, block at line {start}"
-    compiled = compile(code, name, "exec")
-    if reason is not None:
-        pytest.skip(f"marked not run: {reason} (compiled only)")
+    compiled = compile(code, name, "exec")  # every block must at least compile
+    if reason is not None:  # e.g. it needs the authors' checkpoint file
+        assert reason.strip(), f"{name}: say why the block is not run"
+        return
     monkeypatch.chdir(tmp_path)
     keras.utils.set_random_seed(0)
     printed = io.StringIO()

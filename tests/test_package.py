@@ -57,23 +57,16 @@ def test_readme_examples_run_as_written(tmp_path):
 
 # ------------------------------------------------------------ the sources
 
+
 PACKAGE = ROOT / "keras_bam"
 # Test support, not library code: the doctests see the public names.
 NOT_LIBRARY = {"keras_bam/__init__.py", "keras_bam/conftest.py"}
 # The one module allowed to use Keras' private API.
 KERAS_INTERNALS = "keras_bam/rewrite/keras_internals.py"
 # Underscore attributes of objects that are not Keras': LiteRT's interpreter
-# lists its operators only through `_get_ops_details`.
-NOT_KERAS = {"_get_ops_details"}
-# Files of the orchestration half of issue 14 (export/, training/, qat's
-# worker and __init__), which another branch rewrites; each entry must go
-# once that branch lands, and then this test fails until it is removed.
-PENDING_ON_OTHER_BRANCH = {
-    "face": {"keras_bam/export/cli.py", "keras_bam/qat/__init__.py",
-             "keras_bam/qat/worker.py"},
-    "private": {"keras_bam/training/run.py"},
-    "no __all__": {"keras_bam/qat/__init__.py"},
-}
+# lists its operators only through `_get_ops_details`, argparse its options
+# only through `_actions`.
+NOT_KERAS = {"_get_ops_details", "_actions"}
 
 
 def _sources():
@@ -96,7 +89,7 @@ def _imports_face(tree):
 def test_no_library_module_imports_the_package_face():
     offenders = {name for name, tree in _sources()
                  if name not in NOT_LIBRARY and _imports_face(tree)}
-    assert offenders == PENDING_ON_OTHER_BRANCH["face"]
+    assert offenders == set()
 
 
 def test_the_face_check_can_fail():
@@ -128,7 +121,7 @@ def _private_uses(tree):
 def test_private_keras_api_is_used_in_one_module_only():
     offenders = {name for name, tree in _sources()
                  if name != KERAS_INTERNALS and _private_uses(tree)}
-    assert offenders == PENDING_ON_OTHER_BRANCH["private"]
+    assert offenders == set()
     tree = ast.parse((ROOT / KERAS_INTERNALS).read_text())
     assert _private_uses(tree), "the check reads nothing: it could not fail"
 
@@ -147,7 +140,7 @@ def test_every_package_init_names_its_exports_and_none_star_imports():
                         if isinstance(target, ast.Name)]
             if "__all__" not in assigned:
                 without_all.add(name)
-    assert without_all == PENDING_ON_OTHER_BRANCH["no __all__"]
+    assert without_all == set()
 
 
 def test_keras_pin_matches_the_versions_the_internals_are_tested_on():

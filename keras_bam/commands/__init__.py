@@ -10,6 +10,7 @@ exit code; the scripts in `export/` and `examples/` only call `main()`.
 | the paper's ablation | `commands.ablation` | `examples/ablation.py` |
 | attention figure | `commands.attention` | `examples/visualize_attention.py` |
 | training curves | `commands.plot_training` | `examples/plot_training.py` |
+| checkpoint to `.keras` | `commands.convert_checkpoint` | `examples/convert_checkpoint.py` |
 
 Exit codes (`common`): 0 done; 1 rejected by a check, nothing written; 2 bad
 input, one line on stderr, nothing written. The libraries below raise
@@ -17,3 +18,6 @@ errors that name their API arguments in backticks; `common.in_flags`
 rewrites them as the command's flags. The libraries log (logger
 `keras_bam`); `common.console` decides what reaches the console.
 """
+
+# The commands are modules run through their `main()`; nothing is re-exported.
+__all__ = []

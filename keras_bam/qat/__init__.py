@@ -39,6 +39,9 @@ REQUIREMENTS = (("tensorflow_model_optimization", "tensorflow-model-optimization
                 ("tf_keras", "tf_keras"))
 INSTALL_HINT = "pip install 'keras-bam[qat]'"
 
+__all__ = ["INSTALL_HINT", "QATError", "REQUIREMENTS", "legacy_environment",
+           "missing_requirements", "run_qat"]
+
 
 def missing_requirements():
     """pip names of what QAT needs and is not installed (nothing imported)."""

@@ -32,6 +32,7 @@ import keras
 
 from keras_bam.atomic import save_model_atomically, write_atomically
 from keras_bam.layers import BAM
+from keras_bam.rewrite.keras_internals import all_sublayers
 from keras_bam.training import history as histories
 from keras_bam.training import models
 from keras_bam.training import strategy as strategies
@@ -149,7 +150,7 @@ def synchronize_batch_norm(model, synchronized=True):
     """Makes every BatchNormalization, BAM's included, compute its batch
     statistics over all replicas (`synchronized=True`)."""
     count = 0
-    for layer in model._flatten_layers(include_self=False, recursive=True):
+    for layer in all_sublayers(model):
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.synchronized = synchronized
             count += 1
