@@ -11,6 +11,7 @@ import functools
 import json
 import os
 import subprocess
+import time
 
 import numpy as np
 import pytest
@@ -200,6 +201,13 @@ def test_metadata_changes_no_computation():
     after, _ = interpreter_outputs(content, images)
     np.testing.assert_array_equal(before, after)
     assert converted("uint8") == plain  # the input bytes are not modified
+
+
+@needs_mediapipe
+def test_same_model_and_labels_give_the_same_bytes():
+    first = add_metadata(converted("uint8"), labels=LABELS, name="colours")
+    time.sleep(2.1)  # past the zip format's 2-second clock
+    assert add_metadata(converted("uint8"), labels=LABELS, name="colours") == first
 
 
 @needs_mediapipe

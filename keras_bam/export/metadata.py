@@ -349,8 +349,12 @@ def _add_metadata(content, *, labels, name, description, version, author,
     # from its end. Stored, not deflated, as the readers expect.
     stream = io.BytesIO()
     stream.write(bytes(builder.Output()))
-    with zipfile.ZipFile(stream, "a", compression=zipfile.ZIP_STORED) as archive:
-        archive.writestr(LABELS_FILE_NAME, "".join(label + "\n" for label in labels))
+    # A fixed timestamp and mode: the same model and labels give the same bytes.
+    entry = zipfile.ZipInfo(LABELS_FILE_NAME, date_time=(1980, 1, 1, 0, 0, 0))
+    entry.compress_type = zipfile.ZIP_STORED
+    entry.external_attr = 0o644 << 16
+    with zipfile.ZipFile(stream, "a") as archive:
+        archive.writestr(entry, "".join(label + "\n" for label in labels))
     return stream.getvalue()
 
 
