@@ -8,10 +8,12 @@ is known without the code under test.
 """
 
 import functools
+import io
 import json
 import os
 import subprocess
 import time
+import zipfile
 
 import numpy as np
 import pytest
@@ -269,6 +271,15 @@ def test_metadata_is_not_added_twice():
     once = add_metadata(converted("uint8"), labels=LABELS, name="colours")
     with pytest.raises(ValueError, match="already has TFLite metadata"):
         add_metadata(once, labels=LABELS, name="colours")
+
+
+@needs_mediapipe
+def test_int8_input_gets_metadata_with_a_warning_that_mediapipe_refuses_it(caplog):
+    with caplog.at_level("WARNING", logger="keras_bam"):
+        content = add_metadata(converted("int8"), labels=LABELS, name="colours")
+    assert "MediaPipe Tasks accepts only uint8 or float32" in caplog.text
+    with zipfile.ZipFile(io.BytesIO(content)) as archive:
+        assert archive.read("labels.txt") == b"red\ngreen\nblue\n"
 
 
 @pytest.mark.parametrize(

@@ -43,6 +43,8 @@ INPUT_TYPES = ("uint8", "int8", "float32")
 # zero point = mean, scale = 1 / std, within these tolerances.
 _ZERO_POINT_TOLERANCE = 1.0
 _SCALE_RELATIVE_TOLERANCE = 0.01
+# Marks the child writer's log lines, which the parent logs again.
+_CHILD_WARNING = "keras_bam.export.metadata warning: "
 
 
 def _schemas():
@@ -429,6 +431,9 @@ def _add_metadata_in_child(content, request):
                 f"The metadata writer under {python} failed (exit code "
                 f"{child.returncode}): {result.get('error') or tail}"
             )
+        for line in child.stderr.splitlines():
+            if line.startswith(_CHILD_WARNING):
+                logger.warning(line[len(_CHILD_WARNING):])
         with open(target, "rb") as f:
             return f.read()
 
@@ -451,5 +456,5 @@ def _main(argv):
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    logging.basicConfig(level=logging.WARNING, format=_CHILD_WARNING + "%(message)s")
     sys.exit(_main(sys.argv[1:]))
