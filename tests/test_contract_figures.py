@@ -16,8 +16,10 @@ from contract_helpers import (
     VISUALIZE,
     assert_bad_input,
     assert_nothing_written,
+    layer_configs,
     png_bytes,
     read_only_folder,
+    rewrite_keras_config,
     run_script,
     snapshot,
     tiny_bam_model,
@@ -87,6 +89,21 @@ def test_a_text_file_named_keras_is_reported_as_not_a_keras_archive(tmp_path, ph
     line = assert_bad_input(code, err, r"--model", r"zip|archive|not a (valid )?\.?keras|"
                                                    r"corrupt")
     assert not re.search(r"not found|does not exist", line), line
+    assert_nothing_written(before, tmp_path)
+
+
+def test_a_model_whose_config_keras_rejects_shows_the_real_cause(tmp_path, tiny_keras,
+                                                                 photo, capsys):
+    def add_unknown_option(config):
+        bams = [c for c in layer_configs(config) if c["class_name"] == "BAM"]
+        assert bams, "the tiny model's config holds no BAM"
+        bams[0]["config"]["squeeze_mode"] = "fancy"
+
+    model = rewrite_keras_config(tiny_keras, tmp_path / "edited.keras", add_unknown_option)
+    before = snapshot(tmp_path)
+    code, _, err = visualize(["--model", model, "--image", photo,
+                              "--output", tmp_path / "a.png"], capsys)
+    assert_bad_input(code, err, r"--model", r"squeeze_mode")
     assert_nothing_written(before, tmp_path)
 
 
