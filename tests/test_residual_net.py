@@ -185,14 +185,7 @@ def test_resize_and_center_crop(rng):
         resize_and_center_crop(image, resize=200, crop=224)
 
 
-@pytest.mark.parametrize("attention", [
-    None,
-    pytest.param("bam", marks=pytest.mark.xfail(
-        strict=True,
-        reason="BAM(data_format='channels_last') fails under a channels_first "
-               "Keras setting: ChannelGate's 1x1 convolutions (fc_0, fc_final) "
-               "take keras.config.image_data_format() (layers/channel_gate.py)")),
-])
+@pytest.mark.parametrize("attention", [None, "bam"])
 def test_pixels_are_channels_last_whatever_the_keras_setting(attention, rng):
     keras.config.set_image_data_format("channels_first")  # reset by conftest
     model = ResidualNet18(network_type="CIFAR", attention=attention, include_top=False)

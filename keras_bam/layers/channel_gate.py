@@ -88,8 +88,11 @@ class ChannelGate(BaseGate):
         # 1x1 convolutions: the same arithmetic, but a graph without the
         # reshapes that a Dense on a 4-D tensor puts into TFLite files with
         # an unknown batch size.
+        # They see the pooled map channels-last whatever the layer's
+        # data_format (call transposes), so they must not take Keras'
+        # global image_data_format.
         self.fc_0 = keras.layers.Conv2D(
-            hidden, 1, name="fc_0", **self._sublayer_kwargs()
+            hidden, 1, name="fc_0", data_format="channels_last", **self._sublayer_kwargs()
         )
         self.fc_0.build((None, 1, 1, channels))
         self.bn_0 = None
@@ -101,6 +104,7 @@ class ChannelGate(BaseGate):
             1,
             use_bias=official,
             name="fc_final",
+            data_format="channels_last",
             **self._sublayer_kwargs(),
         )
         self.fc_final.build((None, 1, 1, hidden))
