@@ -130,18 +130,81 @@ def _preview(keys, limit=8):
     return ", ".join(keys[:limit]) + more
 
 
-def _build_from(layer, state_dict, prefix):
+def _channels(state_dict, prefix):
+    """The number of input channels of the BAM in the state dict."""
     weight = np.asarray(state_dict[prefix + _ANCHOR])
     if weight.ndim != 2:
         raise ValueError(
             f"{prefix + _ANCHOR!r} should be a Linear weight of shape "
             f"(hidden, channels). Received shape {weight.shape}."
         )
-    channels = weight.shape[1]
+    return weight.shape[1]
+
+
+def _build_for(layer, channels):
     if layer.data_format == "channels_last":
         layer.build((None, None, None, channels))
     else:
         layer.build((None, channels, None, None))
+
+
+def _shape_problem(name, value, variable, torch_shape):
+    """Why `value` does not fit: a transposed tensor, or one already in
+    Keras' layout, is named as such."""
+    problem = (
+        f"{name}: shape {value.shape}, expected {torch_shape} (PyTorch's "
+        f"layout) to fit the Keras variable {variable.path} of shape "
+        f"{tuple(variable.shape)}"
+    )
+    if value.ndim >= 2 and value.shape[::-1] == torch_shape:
+        problem += (" - it looks transposed (its shape is the expected one "
+                    "reversed): pass PyTorch's tensor as it is, not transposed")
+    elif value.shape == tuple(variable.shape):
+        problem += (" - it looks already converted to Keras' layout: pass "
+                    "PyTorch's tensor as it is")
+    return problem
+
+
+def _fitted_values(layer, ours, prefix):
+    """{PyTorch name: value in Keras' layout} for every weight of the built
+    `layer`, or a ValueError naming every entry that is missing, unexpected
+    or mis-shaped."""
+    expected = _expected(layer)
+    expected_names = {name for name, _, _, _ in expected}
+    missing = sorted(expected_names - set(ours))
+    unexpected = sorted(set(ours) - expected_names)
+    problems = []
+    if missing:
+        problems.append(f"missing: {', '.join(prefix + m for m in missing)}")
+    if unexpected:
+        hints = []
+        for name in unexpected:
+            close = difflib.get_close_matches(name, expected_names, n=1)
+            hints.append(prefix + name + (f" (did you mean {close[0]}?)" if close else ""))
+        problems.append(f"unexpected: {', '.join(hints)}")
+
+    values = {}
+    for name, variable, convert, torch_shape in expected:
+        if name not in ours:
+            continue
+        value = np.asarray(ours[name], dtype=np.float32)
+        # Checked in PyTorch's layout, before the layout change, which cannot
+        # be applied to a tensor with the wrong number of axes.
+        if value.shape != torch_shape:
+            problems.append(_shape_problem(prefix + name, value, variable, torch_shape))
+            continue
+        values[name] = value if convert is None else convert(value)
+    if problems:
+        raise ValueError(
+            f"The state dict does not fit {layer.name} (num_dilated_convs="
+            f"{layer.num_dilated_convs}, reduction_ratio={layer.reduction_ratio},"
+            f" min_hidden_channels={layer.min_hidden_channels}): "
+            + "; ".join(problems)
+            + ". Build the BAM with the same channels, reduction_ratio and "
+            "num_dilated_convs as the PyTorch module, and min_hidden_channels="
+            "None (the official variant's default: C // r exactly, as theirs)."
+        )
+    return values
 
 
 def load_torch_weights(layer, state_dict, prefix=None):
@@ -150,7 +213,8 @@ def load_torch_weights(layer, state_dict, prefix=None):
     Args:
         layer: a `keras_bam.BAM(variant="official")`, with both branches.
             If it is not built yet, it is built for the state dict's number
-            of channels.
+            of channels once the whole state dict is checked: one that does
+            not fit leaves it unbuilt.
         state_dict: mapping from the authors' parameter names
             (`channel_att.gate_c.gate_c_fc_0.weight`, ...) to arrays. May be a
             whole checkpoint: keys outside `prefix` are not looked at, and
@@ -181,55 +245,21 @@ def load_torch_weights(layer, state_dict, prefix=None):
             "use_channel_gate=True and use_spatial_gate=True."
         )
     prefix = _find_prefix(state_dict, prefix)
-    if not layer.built:
-        _build_from(layer, state_dict, prefix)
-
     ours = {
         k[len(prefix):]: v
         for k, v in state_dict.items()
         if k.startswith(prefix) and not k.endswith(".num_batches_tracked")
     }
-    expected = _expected(layer)
-    expected_names = {name for name, _, _, _ in expected}
-    missing = sorted(expected_names - set(ours))
-    unexpected = sorted(set(ours) - expected_names)
-    problems = []
-    if missing:
-        problems.append(f"missing: {', '.join(prefix + m for m in missing)}")
-    if unexpected:
-        hints = []
-        for name in unexpected:
-            close = difflib.get_close_matches(name, expected_names, n=1)
-            hints.append(prefix + name + (f" (did you mean {close[0]}?)" if close else ""))
-        problems.append(f"unexpected: {', '.join(hints)}")
-
-    values = []
-    for name, variable, convert, torch_shape in expected:
-        if name not in ours:
-            continue
-        value = np.asarray(ours[name], dtype=np.float32)
-        # Checked in PyTorch's layout, before the layout change, which cannot
-        # be applied to a tensor with the wrong number of axes.
-        if value.shape != torch_shape:
-            problems.append(
-                f"{prefix + name}: shape {value.shape}, expected {torch_shape} "
-                f"(PyTorch's layout) to fit the Keras variable {variable.path} "
-                f"of shape {tuple(variable.shape)}"
-            )
-            continue
-        if convert is not None:
-            value = convert(value)
-        values.append((variable, value))
-    if problems:
-        raise ValueError(
-            f"The state dict does not fit {layer.name} (num_dilated_convs="
-            f"{layer.num_dilated_convs}, reduction_ratio={layer.reduction_ratio},"
-            f" min_hidden_channels={layer.min_hidden_channels}): "
-            + "; ".join(problems)
-            + ". Build the BAM with the same channels, reduction_ratio and "
-            "num_dilated_convs as the PyTorch module, and min_hidden_channels="
-            "None (the official variant's default: C // r exactly, as theirs)."
-        )
-    for variable, value in values:
-        variable.assign(value.astype(variable.dtype))
+    if layer.built:
+        values = _fitted_values(layer, ours, prefix)
+    else:
+        # Checked on a twin first, so that a state dict that does not fit
+        # leaves the layer unbuilt, ready for the right one.
+        channels = _channels(state_dict, prefix)
+        twin = BAM.from_config(layer.get_config())
+        _build_for(twin, channels)
+        values = _fitted_values(twin, ours, prefix)
+        _build_for(layer, channels)
+    for name, variable, _, _ in _expected(layer):
+        variable.assign(values[name].astype(variable.dtype))
     return layer

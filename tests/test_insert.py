@@ -256,6 +256,20 @@ def test_second_insertion_is_refused():
     assert len(bam_layers(again)) == 4
 
 
+def test_a_bam_model_keeps_its_backbones_bottlenecks_and_is_not_stacked():
+    """find_bottlenecks looks through BAM: the places are the backbone's,
+    each already served, so inserting BAM there again is refused, naming
+    the BAM that serves it; and a BAM is never a place for a BAM."""
+    new = keras_bam.insert_bam(small_mobilenet_v2())
+    assert keras_bam.find_bottlenecks(new) == MNV2_ANCHORS
+    with pytest.raises(ValueError, match="'block_2_add' is already followed by "
+                                         "the BAM layer 'block_2_add_bam'"):
+        keras_bam.insert_bam(new, after=keras_bam.find_bottlenecks(new))
+    with pytest.raises(ValueError, match="'block_5_add_bam' is a BAM layer.*"
+                                         "already serves 'block_5_add'"):
+        keras_bam.insert_bam(new, after=["block_9_add", "block_5_add_bam"])
+
+
 def test_unknown_name_lists_close_matches_and_candidates():
     model = small_mobilenet_v2()
     message = ("No layer named 'block_2_ad' in model .* Close matches: "

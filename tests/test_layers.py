@@ -10,6 +10,8 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from reference import bam as reference_bam
+from reference import weights_of
 
 from keras_bam import BAM, ChannelGate, SpatialGate
 from keras_bam.rewrite.keras_internals import all_sublayers
@@ -470,3 +472,18 @@ def test_bad_inputs_are_rejected(layer_cls):
 def test_channels_first_needs_known_channels_on_axis_1():
     with pytest.raises(ValueError, match="channels_first"):
         BAM(data_format="channels_first").build((None, None, 8, 8))
+
+
+def test_attention_on_an_unbuilt_layer_builds_it_first(rng):
+    """`attention()` is public: called before the layer, it builds the layer
+    for its input as a call would, and returns the paper's M(F), checked
+    through F * (1 + M(F)) against the NumPy reference."""
+    layer = BAM()
+    x = rng.normal(size=(2, 8, 8, 32)).astype("float32")
+    attention = keras.ops.convert_to_numpy(layer.attention(x, training=False))
+    assert layer.built
+    assert attention.shape == (2, 8, 8, 32)
+    expected = reference_bam(x, weights_of(layer))
+    np.testing.assert_allclose(x * (1.0 + attention), expected, atol=1e-5)
+    with pytest.raises(ValueError, match="4-D feature map"):
+        BAM().attention(np.ones((2, 8, 32), "float32"))

@@ -150,6 +150,32 @@ def test_nested_backbone_names_carry_the_model_name():
         f"{backbone.name}/block_12_add"]
 
 
+@pytest.mark.parametrize("name", ["MobileNet", "MobileNetV3Small", "ResNet50"])
+def test_a_model_with_bam_has_the_bottlenecks_of_its_backbone(name):
+    """BAM layers are looked through: MobileNet's anchors end a run without
+    a merge, MobileNetV3Small's first one sits before the next block's
+    expansion (with the BAM now in between), ResNet50's follow a merge."""
+    model = application(name, False, None, (32, 32, 3))
+    with_bam = keras_bam.insert_bam(model)
+    assert keras_bam.find_bottlenecks(with_bam) == EXPECTED[name][0]
+
+
+def test_valid_convolutions_do_not_start_a_stage():
+    """A stage begins where a stride or a pooling at least halves the map's
+    area; 'valid' convolutions trim a border (32 -> 30 -> 28, 14 -> 12 -> 10)
+    and stay in their stage. By hand: stages {c1, c2} at 30/28,
+    {p1, c3, c4} at 14/12/10 and {p2} at 5: BAM after c2 and c4."""
+    inputs = keras.Input((32, 32, 3))
+    x = keras.layers.Conv2D(8, 3, name="c1")(inputs)
+    x = keras.layers.Conv2D(8, 3, name="c2")(x)
+    x = keras.layers.MaxPooling2D(name="p1")(x)
+    x = keras.layers.Conv2D(16, 3, name="c3")(x)
+    x = keras.layers.Conv2D(16, 3, name="c4")(x)
+    x = keras.layers.MaxPooling2D(name="p2")(x)
+    outputs = keras.layers.Dense(10)(keras.layers.Flatten()(x))
+    assert keras_bam.find_bottlenecks(keras.Model(inputs, outputs)) == ["c2", "c4"]
+
+
 def test_network_that_never_downsamples_has_no_bottleneck():
     inputs = keras.Input((16, 16, 3))
     x = keras.layers.Conv2D(8, 3, padding="same")(inputs)

@@ -210,9 +210,12 @@ class BAM(BaseGate):
         """Returns M(F), broadcastable to `inputs` (not expanded to it).
 
         (N, H, W, C) with both branches, (N, 1, 1, C) channel-only,
-        (N, H, W, 1) spatial-only; channels_first likewise.
+        (N, H, W, 1) spatial-only; channels_first likewise. A layer that is
+        not built yet is built for `inputs` first, as calling it would.
         """
         options.check_float_input(self, inputs)
+        if not self.built:
+            self.build(tuple(inputs.shape))
         logits = None
         if self.channel_gate is not None:
             logits = self.channel_gate(inputs, training=training)

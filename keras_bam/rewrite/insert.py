@@ -25,6 +25,12 @@ def find_bottlenecks(model):
     Layers of a nested Functional model are named `outer/inner`, e.g.
     `"resnet50/conv2_block3_out"`.
 
+    BAM layers already in the model are looked through: a model with BAM
+    has the bottlenecks of its backbone (`find_bottlenecks(insert_bam(m)) ==
+    find_bottlenecks(m)`), and a BAM layer is never returned. Those places
+    are already served, so `insert_bam(m, after=find_bottlenecks(m))` on a
+    model with BAM there is refused rather than stacking a second BAM.
+
     Args:
         model: a Functional (or built Sequential) Keras model.
 
@@ -50,7 +56,9 @@ def insert_bam(model, after=None, *, share_weights=False, name=None,
     Each BAM is named after the layer it follows (`conv2_block3_out_bam`).
     A model that already holds BAM layers is refused when `after` is None,
     so that calling `insert_bam` twice cannot stack a second set; name the
-    layers in `after` to add more.
+    layers in `after` to add more. A BAM never follows a BAM: `after`
+    naming a BAM layer, or a layer that a BAM already follows, is refused
+    with a ValueError.
 
     Args:
         model: a Functional Keras model, such as one of `keras.applications`,
@@ -203,6 +211,13 @@ def _check_anchors(graph, anchors):
             raise ValueError(
                 f"'{node.path}' is the model's input; BAM goes after a layer "
                 "that computes features.")
+        if node.is_bam:
+            served = ", ".join(graph.nodes[i].path for i in node.inputs)
+            raise ValueError(
+                f"Layer '{node.path}' is a BAM layer; insert_bam does not put a "
+                f"BAM right after a BAM. It already serves '{served}'. Name "
+                "the layers of the backbone in `after` (keras_bam.find_bottlenecks "
+                "lists them, BAM layers looked through), or leave this place out.")
         calls = sum(1 for n in graph.nodes if n.operation is node.operation)
         if calls > 1:
             raise ValueError(
@@ -210,10 +225,12 @@ def _check_anchors(graph, anchors):
                 "BAM can only follow a layer that is called once. Name a layer "
                 "of one of its calls' neighbourhood instead.")
         followers = [graph.nodes[i] for i in node.consumers]
-        if any(f.is_bam for f in followers):
+        served_by = [f.path for f in followers if f.is_bam]
+        if served_by:
             raise ValueError(
-                f"Layer '{node.path}' is already followed by a BAM layer; "
-                "insert_bam would stack a second one there.")
+                f"Layer '{node.path}' is already followed by the BAM layer "
+                f"'{served_by[0]}'; insert_bam would stack a second one there. "
+                f"Leave '{node.path}' out of `after`.")
         if node.name + _BAM_SUFFIX in existing_names:
             raise ValueError(
                 f"The model already has a layer named "
