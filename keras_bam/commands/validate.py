@@ -1,10 +1,10 @@
 """What the commands refuse before any work starts.
 
 Every numeric flag has a valid range (`number`, `numbers`: a value outside
-it is refused naming the flag); a model file, an
-output path and an image source are checked for what a user can get wrong
-with them before anything is loaded, trained, converted or written
-(`model_file`, `load_model`, `output_file`). `export_inputs` runs all of the
+it is refused naming the flag); a model file, an output path and an image
+source are checked for what a user can get wrong with them before anything
+is loaded, trained, converted or written (`model_file`, `load_model`,
+`output_file`). `export_inputs` runs all of the
 export command's checks at once.
 
 Each check raises `InputError` with the message the command prints; a
@@ -20,8 +20,8 @@ import zipfile
 
 # NumPy's and Keras' seeds are unsigned 32-bit integers.
 MAX_SEED = 2**32 - 1
-# The export's agreement is measured on the held-out images: fewer than this
-# make a 0.99 minimum meaningless (one image is 10 % at ten).
+# The export's agreement is measured on the held-out images; on fewer than
+# this a 0.99 minimum says next to nothing about the file.
 MIN_HELD_OUT_IMAGES = 8
 
 
@@ -194,7 +194,37 @@ def export_inputs(args):
         _check_export(args)
     except InputError as error:
         raise ExportError(str(error)) from None
+    _MISSING_FOLDERS[os.path.abspath(args.output)] = _missing_folders(args.output)
     exit_on_sigterm()
+
+
+# The folders above an export's output that did not exist when its input
+# was checked (deepest first), by the output's absolute path.
+_MISSING_FOLDERS = {}
+
+
+def _missing_folders(path):
+    missing = []
+    folder = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(folder):
+        missing.append(folder)
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            break
+        folder = parent
+    return missing
+
+
+def remove_created_folders(output):
+    """Removes the folders above `output` that `export_inputs` found missing
+    and that are still empty: what a rejected, failed or interrupted export
+    created and left with nothing in it. A folder holding anything (the
+    written .tflite) stops the removal there."""
+    for folder in _MISSING_FOLDERS.pop(os.path.abspath(output), []):
+        try:
+            os.rmdir(folder)
+        except OSError:
+            break
 
 
 def _check_export(args):
