@@ -73,21 +73,22 @@ def model_file(path, flag="--model"):
         raise InputError(f"{flag} {path} cannot be read (permission denied).")
     if not zipfile.is_zipfile(path):
         raise InputError(
-            f"{flag} {path} is not a .keras archive (not a zip file: truncated, "
-            f"corrupt or another kind of file). {advice}")
+            f"{flag} {path} cannot be loaded as a Keras model: it is not a .keras "
+            f"archive (not a zip file: truncated, corrupt or another kind of "
+            f"file). {advice}")
     try:
         with zipfile.ZipFile(path) as archive:
             broken = archive.testzip()
             names = set(archive.namelist())
     except (zipfile.BadZipFile, OSError, EOFError) as error:
-        raise InputError(f"{flag} {path} is a corrupt zip archive ({error}). "
-                         f"{advice}") from None
+        raise InputError(f"{flag} {path} cannot be loaded as a Keras model: it is "
+                         f"a corrupt zip archive ({error}). {advice}") from None
     if broken is not None:
-        raise InputError(f"{flag} {path} is corrupt: its member {broken} fails "
-                         f"its checksum. {advice}")
+        raise InputError(f"{flag} {path} cannot be loaded as a Keras model: it is "
+                         f"corrupt (its member {broken} fails its checksum). {advice}")
     if "config.json" not in names:
-        raise InputError(f"{flag} {path} is a zip archive but not a .keras model "
-                         f"(it holds no config.json). {advice}")
+        raise InputError(f"{flag} {path} cannot be loaded as a Keras model: it is a "
+                         f"zip archive without a config.json. {advice}")
     return path
 
 
@@ -118,7 +119,8 @@ def load_model(path, flag="--model"):
         return keras.saving.load_model(path)
     except Exception as error:  # noqa: BLE001 - any reason it cannot load
         raise InputError(
-            f"{flag} {path} cannot be loaded by Keras: {innermost_cause(error)}. "
+            f"{flag} {path} cannot be loaded as a Keras model: "
+            f"{innermost_cause(error)}. "
             "Save it with model.save('NAME.keras') with the layer's current "
             "options, or fix its config.json.") from None
 
