@@ -312,8 +312,8 @@ def test_a_killed_export_leaves_no_unverified_tflite(tmp_path, tiny_keras, signa
 # ------------------------------------------------------------ convert_checkpoint
 
 @pytest.mark.parametrize("extra, pattern", [
-    (["--classes", "0"], r"--classes must be at least 1"),
-    (["--input-size", "-32"], r"--input-size must be at least 1"),
+    (["--classes", "0"], r"--classes must be an integer of at least 1"),
+    (["--input-size", "-32"], r"--input-size must be an integer of at least 1"),
     (["--report", "no_such_folder/report.json"], r"--report .*no_such_folder"),
 ])
 def test_convert_checkpoint_refuses_before_reading_the_checkpoint(tmp_path, capsys, extra,

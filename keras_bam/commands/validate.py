@@ -41,12 +41,13 @@ def number(flag, value, minimum, maximum=None, above_minimum=False):
         value > minimum if above_minimum else value >= minimum) and (
         maximum is None or value <= maximum)
     if not inside:
+        kind = "an integer" if isinstance(value, int) else "a finite number"
         if above_minimum:
-            expected = f"a finite number above {minimum}"
+            expected = f"{kind} above {minimum}"
         elif maximum is None:
-            expected = f"at least {minimum}"
+            expected = f"{kind} of at least {minimum}"
         else:
-            expected = f"from {minimum} to {maximum}"
+            expected = f"{kind} from {minimum} to {maximum}"
         raise InputError(f"{flag} must be {expected}. Received: {value}.")
     return value
 
