@@ -33,6 +33,11 @@ def test_tf_config_parsed():
      "task type 'ps' is not in the cluster"),
     ({"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", "index": 3}},
      "index 3 is out of range"),
+    # Valid JSON of the wrong shape (issue 15: an AttributeError before).
+    ("[]", 'must be a JSON object with "cluster" and "task".*Received: \\[\\]'),
+    ("null", "must be a JSON object.*Received: null"),
+    ('"worker"', 'must be a JSON object.*Received: "worker"'),
+    ("3", "must be a JSON object"),
 ])
 def test_malformed_tf_config(text, message):
     with pytest.raises(StrategyError, match=message):

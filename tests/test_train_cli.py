@@ -93,7 +93,7 @@ def test_the_same_command_on_a_finished_run_changes_nothing(finished_run, capsys
     (["--dataset", "no_such_dataset_xyz"], "no_such_dataset_xyz"),
     (["--reduction-ratio", "0"], "BAM option: --reduction-ratio must be an integer >= 1"),
     (["--min-hidden-channels", "0"], "--min-hidden-channels must be an integer >= 1"),
-    (["--epochs", "0"], "--epochs must be at least 1"),
+    (["--epochs", "0"], "--epochs must be an integer of at least 1"),
 ])
 def test_bad_input_gets_one_line_and_exit_2(tmp_path, capsys, argv, message):
     code = cli.main(TINY + ["--epochs", "1", "--output", str(tmp_path / "r")] + argv)

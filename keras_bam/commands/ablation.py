@@ -10,7 +10,7 @@ the same command again resumes where it stopped. Exit codes: 0 done,
 import argparse
 import sys
 
-from keras_bam.commands import common
+from keras_bam.commands import common, validate
 
 
 def build_parser():
@@ -52,12 +52,21 @@ def main(argv=None):
 
     flags = common.flag_names(parser)
     try:
+        validate.numbers(args, {"--epochs": (1,), "--batch-size": (1,),
+                                "--image-size": (1,), "--seed": (0, validate.MAX_SEED)})
+    except validate.InputError as error:
+        return common.bad_input(error)
+    # The digits are 8x8 scans: 16 pixels keep the ablation to minutes on a CPU.
+    image_size = args.image_size
+    if image_size is None and args.dataset is None:
+        image_size = 16
+    try:
         # One line per variant; the runs' own progress only with --verbose.
         with common.console(show=("keras_bam.training.ablation",), verbose=args.verbose):
             rows = ablation.run_ablation(
                 args.output, args.variants, model=args.model, dataset=args.dataset,
                 data_dir=args.data_dir, epochs=args.epochs, batch_size=args.batch_size,
-                image_size=args.image_size or (16 if args.dataset is None else None),
+                image_size=image_size,
                 seed=args.seed, progress=False)
     except (RunError, ValueError) as error:
         return common.bad_input(error, flags)

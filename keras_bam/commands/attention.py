@@ -51,29 +51,24 @@ def main(argv=None):
 
 
 def _run(args):
-    import keras
     import numpy as np
     import tensorflow as tf
 
-    import keras_bam.layers  # noqa: F401 - registers BAM for loading
     import keras_bam.visualization as visualization
     from keras_bam.attention_maps import attention_maps
+    from keras_bam.commands import validate
 
-    if args.epochs < 1:
-        raise ValueError("--epochs must be at least 1.")
+    validate.number("--epochs", args.epochs, 1)
+    validate.output_file(args.output, "--output")
+    if args.model:
+        validate.model_file(args.model)
     if args.image:
         photos = visualization.load_image_files(args.image)
         titles = [os.path.basename(p) for p in args.image]
     else:
         photos, titles = visualization.sample_photographs()
     if args.model:
-        if not os.path.isfile(args.model):
-            raise ValueError(f"--model {args.model} does not exist.")
-        try:
-            model = keras.saving.load_model(args.model)
-        except Exception as error:  # noqa: BLE001
-            raise ValueError(f"--model {args.model} cannot be loaded as a "
-                             f"Keras model ({type(error).__name__}).") from None
+        model = validate.load_model(args.model)
     else:
         from keras_bam.data.images import load_images
 

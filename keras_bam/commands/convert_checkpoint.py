@@ -46,11 +46,17 @@ def main(argv=None):
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     import numpy as np
 
+    from keras_bam.commands import validate
     from keras_bam.torch_checkpoint import convert_checkpoint
 
     size = args.input_size
     start = time.perf_counter()
     try:
+        validate.numbers(args, {"--input-size": (1,), "--classes": (1,)})
+        # Found before the work, not after the model is saved.
+        validate.output_file(args.output, "--output", create_folder=False)
+        if args.report:
+            validate.output_file(args.report, "--report", create_folder=False)
         if args.pooling and not args.no_top:
             raise ValueError("--pooling needs --no-top.")
         model, spec, metadata = convert_checkpoint(

@@ -16,7 +16,7 @@ import pathlib
 import sys
 import time
 
-from keras_bam.commands import common
+from keras_bam.commands import common, validate
 from keras_bam.data.sources import DIGITS, describe_sources
 
 QUANTIZATION_CHOICES = ("int8", "float16", "dynamic", "float32", "qat")
@@ -127,6 +127,7 @@ def main(argv=None):
     flags = common.flag_names(parser)
     flags.update(calibration="--representative-data", held_out="--representative-data")
     try:
+        validate.export_inputs(args)  # before any work: nothing is written
         with common.console(verbose=args.verbose):
             return _run(args)
     except (_BadInput, DataError, ExportError) as error:

@@ -26,12 +26,14 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    from keras_bam.commands import validate
     from keras_bam.training import history
 
     output = args.output or f"{args.runs[0].rstrip('/')}/training.png"
     try:
+        validate.output_file(output, "--output")
         count = history.plot(args.runs, output)
-    except history.HistoryError as error:
+    except (history.HistoryError, validate.InputError) as error:
         return common.bad_input(error)
     print(f"{output}: {count} run(s)")
     return common.OK

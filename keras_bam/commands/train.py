@@ -7,7 +7,7 @@ stderr. See `keras_bam.training.run` for what the output folder holds.
 import argparse
 import sys
 
-from keras_bam.commands import common
+from keras_bam.commands import common, validate
 from keras_bam.data.sources import describe_sources
 from keras_bam.training import models
 
@@ -107,7 +107,8 @@ def build_parser():
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in --output with a different "
                              "--epochs (the same command resumes without it)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed")
+    parser.add_argument("--seed", type=int, default=0,
+                        help=f"random seed, 0 to {validate.MAX_SEED} (default 0)")
     parser.add_argument("--no-progress", dest="progress", action="store_false",
                         help="no progress bar")
     parser.add_argument("--verbose", action="store_true",
@@ -143,10 +144,14 @@ def main(argv=None):
 
     flags = common.flag_names(parser)
     flags.update({"bam_options": "BAM option", "bam": "--no-bam"})
-    for name in ("epochs", "steps_per_epoch", "batch_size", "image_size"):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            return common.bad_input(f"--{name.replace('_', '-')} must be at least 1.")
+    try:
+        # BAM's own options are checked by BAM, the data by its reader.
+        validate.numbers(args, {"--epochs": (1,), "--steps-per-epoch": (1,),
+                                "--batch-size": (1,), "--image-size": (1,),
+                                "--learning-rate": (0, None, True),
+                                "--seed": (0, validate.MAX_SEED)})
+    except validate.InputError as error:
+        return common.bad_input(error)
     try:
         with common.console(verbose=args.verbose):
             run(config_from_args(args))

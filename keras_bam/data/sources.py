@@ -214,8 +214,10 @@ def list_image_folder(path):
     The order is that of `keras.utils.image_dataset_from_directory(path,
     shuffle=False)`: classes sorted, files sorted within each walk of a class
     folder. Files without an image extension are skipped, as Keras does;
-    files with one whose first bytes are not JPEG, PNG, GIF or BMP raise a
-    `DataError` naming them, rather than failing mid-training.
+    files with one whose first bytes are not JPEG, PNG, GIF or BMP, or that
+    do not decode to the end (truncated, corrupt), raise a `DataError`
+    naming them, rather than failing mid-training. Every image is decoded
+    once per process for that.
     """
     path = os.fspath(path)
     if not os.path.isdir(path):
@@ -245,4 +247,34 @@ def list_image_folder(path):
         raise DataError(
             f"No images found under '{path}'. It needs one sub-folder per "
             f"class holding {'/'.join(IMAGE_EXTENSIONS)} files.")
+    undecodable = [file for file in files if not _decodes(file)]
+    if undecodable:
+        raise DataError(
+            f"{len(undecodable)} image(s) under '{path}' cannot be decoded "
+            f"(truncated or corrupt), e.g. {', '.join(undecodable[:3])}. Remove "
+            "or re-encode them.")
     return files, np.asarray(labels, "int32"), class_names
+
+
+# (path, size, mtime) of the files that decoded: a folder read twice in one
+# process (the export's checks, then its calibration) is decoded once.
+_DECODED = set()
+
+
+def _decodes(file):
+    """Whether TensorFlow decodes the whole of an image file: a file cut
+    off after its header passes a look at its first bytes and fails only
+    here, which in a training pipeline is mid-epoch."""
+    import tensorflow as tf
+
+    status = os.stat(file)
+    key = (file, status.st_size, status.st_mtime_ns)
+    if key in _DECODED:
+        return True
+    try:
+        tf.io.decode_image(tf.io.read_file(file), expand_animations=False)
+    except (tf.errors.InvalidArgumentError, tf.errors.OutOfRangeError,
+            tf.errors.DataLossError):
+        return False
+    _DECODED.add(key)
+    return True

@@ -1,8 +1,9 @@
 """A run's per-epoch history (`history.csv`) and its plot.
 
-One row per epoch, written by the chief before the epoch's checkpoint; on
-resume the rows after the restored epoch are dropped, so the file always
-describes the run that the checkpoints continue.
+One row per epoch, written by the chief before the epoch's checkpoint; at
+every start of a run, fresh or resumed, the rows after the checkpoint's
+epoch (0 without one) are dropped, so the file always describes the run
+that the checkpoints continue, whatever moment a kill came at.
 """
 
 import csv

@@ -78,7 +78,9 @@ def train(strategy, build_model, build_optimizer, dataset, epochs,
         jit_compile: compile each replica's step with XLA.
         progress: show a progress bar over each epoch's steps.
         is_chief: whether this worker's checkpoints are the ones kept.
-        on_restore: optional callable(epoch) when resuming from a checkpoint.
+        on_restore: optional callable(epoch) before the first epoch, with
+            the epoch restored from the checkpoint (0 when there is none),
+            so that the caller can drop what it wrote after that epoch.
     """
     import tensorflow as tf
 
@@ -99,8 +101,8 @@ def train(strategy, build_model, build_optimizer, dataset, epochs,
     latest = tf.train.latest_checkpoint(str(checkpoint_dir))
     if latest:
         checkpoint.restore(latest).assert_consumed()
-        if on_restore is not None:
-            on_restore(int(epoch.numpy()))
+    if on_restore is not None:
+        on_restore(int(epoch.numpy()))
     save_dir = str(checkpoint_dir) if is_chief else tempfile.mkdtemp(prefix="worker_ckpt_")
     manager = tf.train.CheckpointManager(checkpoint, save_dir, max_to_keep=2)
     losses = keras.losses.SparseCategoricalCrossentropy(
@@ -189,7 +191,8 @@ def train(strategy, build_model, build_optimizer, dataset, epochs,
                 log.eval_top1_error = 1 - float(eval_sums[1].read_value()) / count
                 log.eval_top5_error = 1 - float(eval_sums[2].read_value()) / count
             # The callback (history, logs) runs before the checkpoint: a run
-            # killed in between repeats this epoch and rewrites its row.
+            # killed in between repeats this epoch, and `on_restore` at the
+            # restart drops the row the checkpoint does not have.
             if on_epoch is not None:
                 on_epoch(log, model)
             epoch.assign_add(1)

@@ -178,6 +178,14 @@ def run(config):
         if value is not None and (not isinstance(value, int) or value < 1):
             raise RunError(f"`{name}` must be an integer of at least 1. "
                            f"Received: {value!r}.")
+    rate = config.learning_rate
+    if rate is not None and not (isinstance(rate, (int, float)) and math.isfinite(rate)
+                                 and rate > 0):
+        raise RunError(f"`learning_rate` must be a finite number above 0. "
+                       f"Received: {rate!r}.")
+    if not isinstance(config.seed, int) or not 0 <= config.seed < 2**32:
+        raise RunError(f"`seed` must be an integer from 0 to {2**32 - 1}. "
+                       f"Received: {config.seed!r}.")
     if config.model not in models.MODELS:
         raise RunError(f"Unknown `model` '{config.model}'. Choose one of: "
                        f"{', '.join(models.MODELS)}.")
@@ -274,8 +282,12 @@ def run(config):
                            "(or tensorboard) to get them")
 
     def on_restore(epoch):
-        logger.info("resuming %s after epoch %d", output, epoch)
-        if is_chief:
+        # Every start, fresh or resumed: a run killed between an epoch's
+        # history row and its checkpoint left a row that the checkpoint
+        # (epoch 0 when there is none yet) does not have.
+        if epoch:
+            logger.info("resuming %s after epoch %d", output, epoch)
+        if is_chief and history.exists():
             histories.truncate(history, epoch)
 
     def on_epoch(entry, model):

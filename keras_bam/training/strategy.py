@@ -48,6 +48,12 @@ def parse_tf_config(environ=None):
     except json.JSONDecodeError as error:
         raise StrategyError(f"TF_CONFIG is not valid JSON ({error.msg} at "
                             f"character {error.pos}).") from None
+    example = ('{"cluster": {"worker": ["host1:port", "host2:port"]}, "task": '
+               '{"type": "worker", "index": 0}}')
+    if not isinstance(data, dict):
+        raise StrategyError(
+            f"TF_CONFIG must be a JSON object with \"cluster\" and \"task\", e.g. "
+            f"{example}. Received: {text[:80]}.")
     cluster, task = data.get("cluster"), data.get("task")
     if not isinstance(cluster, dict) or not isinstance(task, dict):
         raise StrategyError(
