@@ -137,6 +137,9 @@ def main(argv=None):
             return common.bad_input(error, flags)
         print(f"error: quantization-aware training failed: {error}", file=sys.stderr)
         return common.REJECTED
+    finally:
+        # Output folders this export created stay only if it wrote into them.
+        validate.remove_created_folders(args.output)
 
 
 def _run(args):
