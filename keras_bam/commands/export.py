@@ -67,10 +67,11 @@ def build_parser():
              "turns out constant, calibration is redone on all of them")
     parser.add_argument(
         "--input-type", choices=("int8", "uint8", "float32"), default=None,
-        help="for int8: the file's input and output type. uint8 takes camera "
-             "pixels 0..255 directly (scale 1, the model's preprocessing "
-             "baked in); int8 is the default; float32 adds a QUANTIZE op at "
-             "the input")
+        help="for int8: the file's input and output type. uint8 (default) "
+             "takes camera pixels 0..255 as they are (scale 1, the model's "
+             "preprocessing baked in), as MediaPipe Tasks feeds them; int8 for "
+             "runtimes that want int8 end to end (MediaPipe refuses it); "
+             "float32 adds a QUANTIZE op at the input")
     parser.add_argument(
         "--preprocessing", choices=PREPROCESSING_CHOICES, default="none",
         help="bake a map of [0, 255] pixels into the exported model, for "
@@ -108,7 +109,7 @@ def build_parser():
              f"split (default {QAT_EPOCHS})")
     parser.add_argument("--seed", type=int, default=0, help="random seed")
     parser.add_argument("--verbose", action="store_true",
-                        help="show every library log line")
+                        help="show every library log line, TensorFlow's included")
     return parser
 
 
