@@ -63,9 +63,12 @@ def test_export_verifies_and_writes(trained, digits, tmp_path, quantization,
     if quantization == "int8":
         assert report.float_ops == [] and report.input_type == input_type
         # uint8 in and out: the converter requantizes to int8 and back at
-        # the two ends, ops that XNNPACK leaves to the CPU kernels.
-        expected = ["QUANTIZE", "QUANTIZE"] if input_type == "uint8" else []
+        # the two ends, ops that XNNPACK leaves to the CPU kernels, as it
+        # leaves the int8 SOFTMAX appended to the model's logits.
+        expected = (["QUANTIZE", "SOFTMAX", "QUANTIZE"] if input_type == "uint8"
+                    else ["SOFTMAX"])
         assert report.undelegated_ops == expected
+        assert report.softmax_appended
         # A model this small is mostly file overhead; the size ratio of a
         # real one is in the README. Here: the ratio is of the right files.
         assert report.float32_size_bytes == len(
@@ -87,7 +90,9 @@ def test_dynamic_batch_stays_clean(trained, digits, tmp_path):
     assert report.input_shape[0] == -1
     assert not {"SHAPE", "GATHER", "PACK", "SPACE_TO_BATCH_ND"} & set(
         report.op_counts)
-    assert report.xnnpack_partitions == 1 and report.undelegated_ops == []
+    assert report.xnnpack_partitions == 1
+    assert report.undelegated_ops == ["QUANTIZE", "SOFTMAX", "QUANTIZE"]
+    assert report.metadata.startswith("not written")  # batch unknown
 
 
 def test_uint8_input_takes_camera_pixels(trained, digits, tmp_path):
@@ -322,3 +327,55 @@ def test_default_command_runs_offline(tmp_path):
     assert (tmp_path / "default.labels.txt").read_text().split() == [
         str(i) for i in range(10)]
     assert "BAM share of MACs" in result.stdout
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_written_files_get_the_mode_of_an_ordinary_open(tmp_path, umask, mode):
+    """A file written through keras_bam.atomic has the mode open() would
+    give it under the caller's umask (a temporary file's 0600 would
+    otherwise survive the rename)."""
+    from keras_bam.atomic import replacing
+
+    previous = os.umask(umask)
+    try:
+        write_atomically(tmp_path / "a.tflite", b"bytes")
+        with replacing(tmp_path / "b.keras", suffix=".keras") as temporary:
+            with open(temporary, "wb") as f:  # as model.save writes it
+                f.write(b"zip")
+        with open(tmp_path / "reference", "wb") as f:
+            f.write(b"x")
+    finally:
+        os.umask(previous)
+    for name in ("a.tflite", "b.keras", "reference"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == mode, name
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.tflite", "b.keras",
+                                                          "reference"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("with_bam", [False, True])
+def test_untrained_mobilenet_v2_is_written_with_a_warning(tmp_path, with_bam):
+    """An untrained network exports (people measure latency and size before
+    they train): LiteRT and XNNPACK run the file, so constant tensors are a
+    warning that says where each one is, not a refusal."""
+    keras.utils.set_random_seed(0)
+    model = keras.applications.MobileNetV2(weights=None, input_shape=(96, 96, 3),
+                                           classes=10)
+    if with_bam:
+        model = keras_bam.insert_bam(model)
+    calibration, _ = load_images("digits", (96, 96), 3, limit=64)
+    output = tmp_path / "untrained.tflite"
+    report = exporter.export_tflite(model, output, "int8", calibration,
+                                    latency_runs=0, num_calibration_samples=32)
+    assert output.stat().st_size == report.size_bytes
+    assert report.status == "ok" and report.xnnpack_error is None
+    assert report.xnnpack_partitions >= 1
+    if report.tiny_scale_tensors:
+        (warning,) = report.warnings
+        assert f"{len(report.tiny_scale_tensors)} tensor(s)" in warning
+        assert re.search(r"\d+ in a BAM, \d+ in the backbone", warning)
+        assert "(backbone)" in warning or "(BAM " in warning
+    # The file runs: LiteRT gives a probability vector for any input.
+    probabilities = keras_bam.export.predict(output.read_bytes(),
+                                             calibration.images[:4])
+    np.testing.assert_allclose(probabilities.sum(-1), 1.0, atol=0.05)
