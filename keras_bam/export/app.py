@@ -206,7 +206,11 @@ def locate_tensors(tensor_names, model):
     bams = bam_layer_names(model)
     located = []
     for tensor in tensor_names:
-        parts = set(re.split(r"[/;:]", tensor))
-        owner = next((b for b in bams if b in parts), None)
-        located.append((tensor, f"BAM {owner}" if owner else "backbone"))
+        # A fused tensor is named "path1;path2;...": each path is
+        # model/layer/op, and Keras may have suffixed a layer name with _N.
+        parts = re.split(r"[/;:]", tensor)
+        owner = next((b for b in bams for part in parts
+                      if re.fullmatch(re.escape(b) + r"(_\d+)?", part)), None)
+        located.append((tensor.split(";")[0],
+                        f"BAM {owner}" if owner else "backbone"))
     return located
