@@ -70,9 +70,10 @@ def test_export_verifies_and_writes(trained, digits, tmp_path, quantization,
         assert report.undelegated_ops == expected
         assert report.softmax_appended
         # A model this small is mostly file overhead; the size ratio of a
-        # real one is in the README. Here: the ratio is of the right files.
-        assert report.float32_size_bytes == len(
-            keras_bam.export.to_tflite(trained, "float32"))
+        # real one is in the README. Here: the ratio is of the right files
+        # (the float32 file has the appended softmax too, a few names more).
+        plain = len(keras_bam.export.to_tflite(trained, "float32"))
+        assert plain < report.float32_size_bytes < 1.02 * plain
         assert report.size_ratio < 1
         assert [n for n, _, _ in report.bam_layers] == [
             "small_cnn/stage1_block1_relu_bam", "small_cnn/stage2_block1_relu_bam"]
