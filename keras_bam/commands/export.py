@@ -245,7 +245,7 @@ def _export_qat(model, args, calibration, options):
         finetuned, content, args.output, quantization="int8",
         calibration_info={"source": calibration.source,
                           "quantization_aware_training": details},
-        accuracy_comparison=comparison, **options)
+        accuracy_comparison=comparison, labels=calibration.class_names, **options)
 
 
 def _load_model(path):
