@@ -169,11 +169,23 @@ def _run(args):
         DEFAULT_IMAGE_SIZE, 3)
     calibration, held_out = load_images(args.representative_data, size, channels,
                                         args.data_dir)
+    about = {}
     if model is None:
         print(f"training the default model (BAM-SmallCNN) on {len(calibration)} "
               f"{calibration.source} images, {args.epochs} epochs ...", flush=True)
         model = common.train_default_model(calibration, epochs=args.epochs,
                                            seed=args.seed)
+        import keras_bam
+
+        # The file's metadata: this model is the project's, so are its fields.
+        about = dict(
+            name="BAM-SmallCNN digits",
+            description=(f"SmallCNN with two BAMs (Bottleneck Attention Module, "
+                         f"arXiv 1807.06514) trained {args.epochs} epochs on "
+                         f"{calibration.source}; takes RGB pixels 0..255 at "
+                         f"{size[0]} x {size[1]}, returns class probabilities."),
+            version=f"keras_bam {keras_bam.__version__}", author="keras_bam",
+            license="Apache-2.0")
     model = with_preprocessing(model, args.preprocessing)
     labels_path = args.labels or _default_labels_path(args.output)
     options = dict(held_out=held_out, batch_size=None if args.dynamic_batch else 1,
@@ -186,7 +198,8 @@ def _run(args):
             report = exporter.export_tflite(
                 model, args.output, quantization=args.quantization,
                 calibration=calibration, input_type=args.input_type,
-                num_calibration_samples=args.num_calibration_samples, **options)
+                num_calibration_samples=args.num_calibration_samples, **about,
+                **options)
     except exporter.VerificationError as error:
         print(error.report)
         print(f"rejected: {error}. Nothing was written to {args.output}.",
