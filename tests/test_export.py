@@ -438,3 +438,26 @@ def test_untrained_mobilenet_v2_is_written_with_a_warning(tmp_path, with_bam):
     probabilities = keras_bam.export.predict(output.read_bytes(),
                                              calibration.images[:4])
     np.testing.assert_allclose(probabilities.sum(-1), 1.0, atol=0.05)
+
+
+def test_without_mediapipe_the_report_says_so_in_one_line(untrained, digits, tmp_path,
+                                                          monkeypatch):
+    """Where mediapipe is nowhere (not importable, no
+    KERAS_BAM_MEDIAPIPE_PYTHON), the file is still checked with LiteRT and
+    written, without metadata, and the report says why in one line each."""
+    from keras_bam.export import clients
+
+    monkeypatch.setattr(clients, "mediapipe_python", lambda: None)
+    calibration, held_out = digits
+    report = exporter.export_tflite(
+        untrained, tmp_path / "m.tflite", "int8", calibration.take(64),
+        held_out.take(20), min_agreement=0.0, latency_runs=0,
+        num_calibration_samples=64)
+    assert report.softmax_appended and report.input_type == "uint8"
+    assert report.metadata.startswith("not written") and "mediapipe" in report.metadata
+    assert report.mediapipe is None
+    assert report.mediapipe_note.startswith("not run: mediapipe is not installed")
+    assert report.compiled_model["samples"] == 8  # LiteRT's CompiledModel ran
+    lines = str(report).splitlines()
+    assert sum(line.startswith("MediaPipe Tasks") for line in lines) == 1
+    assert (tmp_path / "m.tflite").read_bytes()[-22:-18] != b"PK\x05\x06"  # no zip
