@@ -1,8 +1,29 @@
-"""Writing a file so that readers see the old one or the whole new one."""
+"""Writing a file so that readers see the old one or the whole new one.
+
+The temporary file is created the way `open(path, "w")` creates a file
+(permissions 0o666 less the process's umask, e.g. 0644 under umask 022), so
+the renamed file is readable by whoever could read an ordinary one; a
+`tempfile.mkstemp` file would keep its private 0600.
+"""
 
 import contextlib
 import os
-import tempfile
+import secrets
+
+
+def _create_beside(path, suffix):
+    """Creates an empty, new file next to `path` with the mode an ordinary
+    `open()` gives, and returns its name."""
+    folder = os.path.dirname(os.path.abspath(os.fspath(path)))
+    for _ in range(100):
+        temporary = os.path.join(folder, f".tmp-{secrets.token_hex(8)}{suffix}")
+        try:
+            handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            continue
+        os.close(handle)
+        return temporary
+    raise FileExistsError(f"Could not create a temporary file in {folder}.")
 
 
 @contextlib.contextmanager
@@ -13,11 +34,10 @@ def replacing(path, suffix=".partial"):
     For writers that want a file name rather than bytes (e.g.
     `keras.Model.save`, which needs the `.keras` suffix: pass it as `suffix`).
     An interrupted or failed write leaves neither a partial `path` nor the
-    temporary file.
+    temporary file. The file gets the mode an ordinary `open()` would give
+    under the caller's umask.
     """
-    folder = os.path.dirname(os.path.abspath(os.fspath(path)))
-    handle, temporary = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=folder)
-    os.close(handle)
+    temporary = _create_beside(path, suffix)
     try:
         yield temporary
         os.replace(temporary, path)

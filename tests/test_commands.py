@@ -30,6 +30,34 @@ def test_console_shows_what_the_command_chooses(capsys):
     assert logging.getLogger("keras_bam").handlers == []
 
 
+def test_console_hides_native_and_library_chatter_unless_verbose(capfd):
+    """What TensorFlow's C++ and the converter write to file descriptor 2,
+    absl's Python warnings and other libraries' warnings stay off the
+    console; the command's own stderr lines and --verbose bring output."""
+    import os
+    import sys
+    import warnings
+
+    absl = logging.getLogger("absl")  # the converter's Python warnings
+
+    def chatter():
+        os.write(2, b"E0000 00:00:1 cuda_platform.cc:52] failed call to cuInit\n")
+        warnings.warn("a library's warning", UserWarning, stacklevel=1)
+
+    with common.console():
+        chatter()
+        assert not absl.isEnabledFor(logging.WARNING)
+        print("error: the command's own line", file=sys.stderr)
+    out, err = capfd.readouterr()
+    assert out == "" and err == "error: the command's own line\n"
+    assert absl.isEnabledFor(logging.WARNING)  # restored after the block
+    with pytest.warns(UserWarning), common.console(verbose=True):
+        chatter()
+        assert absl.isEnabledFor(logging.WARNING)
+    out, err = capfd.readouterr()
+    assert "failed call to cuInit" in err
+
+
 def test_library_arguments_become_flags(capsys):
     parser = argparse.ArgumentParser()
     parser.add_argument("--num-calibration-samples", type=int)

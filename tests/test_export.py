@@ -63,13 +63,17 @@ def test_export_verifies_and_writes(trained, digits, tmp_path, quantization,
     if quantization == "int8":
         assert report.float_ops == [] and report.input_type == input_type
         # uint8 in and out: the converter requantizes to int8 and back at
-        # the two ends, ops that XNNPACK leaves to the CPU kernels.
-        expected = ["QUANTIZE", "QUANTIZE"] if input_type == "uint8" else []
+        # the two ends, ops that XNNPACK leaves to the CPU kernels, as it
+        # leaves the int8 SOFTMAX appended to the model's logits.
+        expected = (["QUANTIZE", "SOFTMAX", "QUANTIZE"] if input_type == "uint8"
+                    else ["SOFTMAX"])
         assert report.undelegated_ops == expected
+        assert report.softmax_appended
         # A model this small is mostly file overhead; the size ratio of a
-        # real one is in the README. Here: the ratio is of the right files.
-        assert report.float32_size_bytes == len(
-            keras_bam.export.to_tflite(trained, "float32"))
+        # real one is in the README. Here: the ratio is of the right files
+        # (the float32 file has the appended softmax too, a few names more).
+        plain = len(keras_bam.export.to_tflite(trained, "float32"))
+        assert plain < report.float32_size_bytes < 1.02 * plain
         assert report.size_ratio < 1
         assert [n for n, _, _ in report.bam_layers] == [
             "small_cnn/stage1_block1_relu_bam", "small_cnn/stage2_block1_relu_bam"]
@@ -87,7 +91,9 @@ def test_dynamic_batch_stays_clean(trained, digits, tmp_path):
     assert report.input_shape[0] == -1
     assert not {"SHAPE", "GATHER", "PACK", "SPACE_TO_BATCH_ND"} & set(
         report.op_counts)
-    assert report.xnnpack_partitions == 1 and report.undelegated_ops == []
+    assert report.xnnpack_partitions == 1
+    assert report.undelegated_ops == ["QUANTIZE", "SOFTMAX", "QUANTIZE"]
+    assert report.metadata.startswith("not written")  # batch unknown
 
 
 def test_uint8_input_takes_camera_pixels(trained, digits, tmp_path):
@@ -133,6 +139,10 @@ def test_degenerate_model_is_rejected_and_nothing_written(digits, tmp_path):
             num_calibration_samples=32)
     report = info.value.report
     assert report.tiny_scale_tensors
+    # The dead tensors are in the BAM, and the advice says what fixes that.
+    problem = next(p for p in report.problems if "scale below 1e-6" in p)
+    assert re.search(r"\(\d+ in a BAM, 0 in the backbone\)", problem), problem
+    assert "(BAM narrow_bam)" in problem and "min_hidden_channels" in problem
     assert report.calibration["recalibrated_with"] == 64  # the retry ran
     assert output.read_bytes() == b"previous export"
     assert json.loads((tmp_path / "r.json").read_text())["status"].startswith(
@@ -302,23 +312,156 @@ def test_image_folder_as_representative_data(tmp_path, capsys, trained, digits):
     assert again.source == first.source == f"folder:{folder}"
 
 
+# What TensorFlow, absl, CUDA, the converter and LiteRT write when they are
+# not kept quiet: C++ log lines ("I0000 00:00:...", "E0000 ..."), absl's
+# pre-init notice, Python absl warnings, cuInit, converter and delegate lines.
+TF_LOG_LINE = re.compile(
+    r"^[IWEF]\d{4} |absl|cuInit|cuda|fully_quantize|TensorFlow Lite|"
+    r"XNNPACK delegate|trackable_obj", re.IGNORECASE | re.MULTILINE)
+
+
 @pytest.mark.slow
-def test_default_command_runs_offline(tmp_path):
+def test_default_command_runs_offline_and_the_file_is_app_ready(tmp_path):
     """`python export/to_tflite.py` as the README gives it, in a fresh
-    process, with only the output redirected."""
+    process, with only the output redirected; then `examples/classify.py`
+    on the file. Neither prints a TensorFlow log line."""
     output = tmp_path / "default.tflite"
     result = subprocess.run(
         [sys.executable, "export/to_tflite.py", "--output", str(output),
          "--report", str(tmp_path / "report.json")],
         cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
+    assert not TF_LOG_LINE.search(result.stdout + result.stderr), (
+        result.stdout + result.stderr)
+    assert result.stderr == ""
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["quantization"] == "int8" and report["float_ops"] == []
-    assert report["undelegated_ops"] == [] and report["xnnpack_partitions"] == 1
+    assert report["input_type"] == "uint8" and report["softmax_appended"]
+    # uint8 in and out, probabilities out: the two QUANTIZE and the int8
+    # SOFTMAX stay outside the single XNNPACK partition.
+    assert report["undelegated_ops"] == ["QUANTIZE", "SOFTMAX", "QUANTIZE"]
+    assert report["xnnpack_partitions"] == 1 and report["warnings"] == []
     assert report["agreement"]["top1_agreement"] >= 0.99
-    assert report["size_ratio"] <= 0.35
+    assert report["size_ratio"] <= 0.36
     assert [name for name, _, _ in report["bam_layers"]] == [
         "small_cnn/stage1_block1_relu_bam", "small_cnn/stage2_block1_relu_bam"]
     assert (tmp_path / "default.labels.txt").read_text().split() == [
         str(i) for i in range(10)]
     assert "BAM share of MACs" in result.stdout
+    assert report["metadata"].startswith("written")
+    assert report["compiled_model"]["max_abs_diff"] <= 1.5 / 256
+    mediapipe = report["mediapipe"]
+    if mediapipe is None:  # one line says why; `make test` installs it
+        assert "mediapipe is not installed" in report["mediapipe_note"]
+        assert "MediaPipe Tasks" in result.stdout
+        return
+    # The issue's bar: named categories, probabilities summing to 1, top-1
+    # within a point of the Keras model.
+    assert mediapipe["named_categories"] and mediapipe["names_match_labels"]
+    assert 0.97 <= mediapipe["score_sum_min"] <= mediapipe["score_sum_max"] <= 1.03
+    assert abs(mediapipe["top1_accuracy"] - report["agreement"]["keras_accuracy"]) <= 0.01
+    assert mediapipe["top1_agreement_with_litert"] >= 0.99
+    assert re.search(r"MediaPipe Tasks +top-1 accuracy 0\.9\d+, agrees with LiteRT",
+                     result.stdout)
+
+    # examples/classify.py on three held-out digits, through MediaPipe.
+    from PIL import Image
+
+    _, held_out = load_images("digits", (32, 32), 3)
+    for i in range(3):
+        Image.fromarray(held_out.images[i].astype("uint8")).save(tmp_path / f"{i}.png")
+    result = subprocess.run(
+        [sys.executable, "examples/classify.py", "--model", str(output), "--top-k", "2",
+         *(str(tmp_path / f"{i}.png") for i in range(3))],
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert not TF_LOG_LINE.search(result.stdout + result.stderr), result.stdout
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 4 and "median" in lines[-1]
+    for i, line in enumerate(lines[:3]):
+        match = re.fullmatch(rf".*{i}\.png: (\d) (0\.\d+|1\.000), (\d) (0\.\d+) "
+                             r" +\((\d+\.\d+) ms\)", line)
+        assert match, line
+        assert float(match[2]) >= float(match[4])  # sorted by probability
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_written_files_get_the_mode_of_an_ordinary_open(tmp_path, umask, mode):
+    """A file written through keras_bam.atomic has the mode open() would
+    give it under the caller's umask (a temporary file's 0600 would
+    otherwise survive the rename)."""
+    from keras_bam.atomic import replacing
+
+    previous = os.umask(umask)
+    try:
+        write_atomically(tmp_path / "a.tflite", b"bytes")
+        with replacing(tmp_path / "b.keras", suffix=".keras") as temporary:
+            with open(temporary, "wb") as f:  # as model.save writes it
+                f.write(b"zip")
+        with open(tmp_path / "reference", "wb") as f:
+            f.write(b"x")
+    finally:
+        os.umask(previous)
+    for name in ("a.tflite", "b.keras", "reference"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == mode, name
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.tflite", "b.keras",
+                                                          "reference"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("with_bam", [False, True])
+def test_untrained_mobilenet_v2_is_written_with_a_warning(tmp_path, with_bam):
+    """An untrained network exports (people measure latency and size before
+    they train): LiteRT and XNNPACK run the file, so constant tensors are a
+    warning that says where each one is, not a refusal."""
+    keras.utils.set_random_seed(0)
+    model = keras.applications.MobileNetV2(weights=None, input_shape=(96, 96, 3),
+                                           classes=10)
+    if with_bam:
+        model = keras_bam.insert_bam(model)
+    calibration, _ = load_images("digits", (96, 96), 3, limit=64)
+    output = tmp_path / "untrained.tflite"
+    report = exporter.export_tflite(model, output, "int8", calibration,
+                                    latency_runs=0, num_calibration_samples=32)
+    assert output.stat().st_size == report.size_bytes
+    assert report.status == "ok" and report.xnnpack_error is None
+    assert report.xnnpack_partitions >= 1
+    # Seeded untrained MobileNetV2: ~44 ReLUs never fire on the digits, in
+    # the backbone; with BAM, the BAM after block 12 sees a constant input,
+    # so its own tensors are constant too. insert_bam names its layers
+    # NAME_bam, and TFLite tensor names carry the layer path.
+    count = len(report.tiny_scale_tensors)
+    in_bam = sum("_bam_" in name or "_bam/" in name
+                 for name in report.tiny_scale_tensors)
+    assert count > 10 and (in_bam > 0) == with_bam
+    (warning,) = report.warnings
+    assert f"{count} tensor(s)" in warning
+    assert f"({in_bam} in a BAM, {count - in_bam} in the backbone)" in warning
+    assert "_relu" in warning and "(backbone)" in warning
+    # The file runs: LiteRT gives a probability vector for any input.
+    probabilities = keras_bam.export.predict(output.read_bytes(),
+                                             calibration.images[:4])
+    np.testing.assert_allclose(probabilities.sum(-1), 1.0, atol=0.05)
+
+
+def test_without_mediapipe_the_report_says_so_in_one_line(untrained, digits, tmp_path,
+                                                          monkeypatch):
+    """Where mediapipe is nowhere (not importable, no
+    KERAS_BAM_MEDIAPIPE_PYTHON), the file is still checked with LiteRT and
+    written, without metadata, and the report says why in one line each."""
+    from keras_bam.export import clients
+
+    monkeypatch.setattr(clients, "mediapipe_python", lambda: None)
+    calibration, held_out = digits
+    report = exporter.export_tflite(
+        untrained, tmp_path / "m.tflite", "int8", calibration.take(64),
+        held_out.take(20), min_agreement=0.0, latency_runs=0,
+        num_calibration_samples=64)
+    assert report.softmax_appended and report.input_type == "uint8"
+    assert report.metadata.startswith("not written") and "mediapipe" in report.metadata
+    assert report.mediapipe is None
+    assert report.mediapipe_note.startswith("not run: mediapipe is not installed")
+    assert report.compiled_model["samples"] == 8  # LiteRT's CompiledModel ran
+    lines = str(report).splitlines()
+    assert sum(line.startswith("MediaPipe Tasks") for line in lines) == 1
+    assert (tmp_path / "m.tflite").read_bytes()[-22:-18] != b"PK\x05\x06"  # no zip

@@ -67,10 +67,11 @@ def build_parser():
              "turns out constant, calibration is redone on all of them")
     parser.add_argument(
         "--input-type", choices=("int8", "uint8", "float32"), default=None,
-        help="for int8: the file's input and output type. uint8 takes camera "
-             "pixels 0..255 directly (scale 1, the model's preprocessing "
-             "baked in); int8 is the default; float32 adds a QUANTIZE op at "
-             "the input")
+        help="for int8: the file's input and output type. uint8 (default) "
+             "takes camera pixels 0..255 as they are (scale 1, the model's "
+             "preprocessing baked in), as MediaPipe Tasks feeds them; int8 for "
+             "runtimes that want int8 end to end (MediaPipe refuses it); "
+             "float32 adds a QUANTIZE op at the input")
     parser.add_argument(
         "--preprocessing", choices=PREPROCESSING_CHOICES, default="none",
         help="bake a map of [0, 255] pixels into the exported model, for "
@@ -108,7 +109,7 @@ def build_parser():
              f"split (default {QAT_EPOCHS})")
     parser.add_argument("--seed", type=int, default=0, help="random seed")
     parser.add_argument("--verbose", action="store_true",
-                        help="show every library log line")
+                        help="show every library log line, TensorFlow's included")
     return parser
 
 
@@ -172,11 +173,23 @@ def _run(args):
         DEFAULT_IMAGE_SIZE, 3)
     calibration, held_out = load_images(args.representative_data, size, channels,
                                         args.data_dir)
+    about = {}
     if model is None:
         print(f"training the default model (BAM-SmallCNN) on {len(calibration)} "
               f"{calibration.source} images, {args.epochs} epochs ...", flush=True)
         model = common.train_default_model(calibration, epochs=args.epochs,
                                            seed=args.seed)
+        import keras_bam
+
+        # The file's metadata: this model is the project's, so are its fields.
+        about = dict(
+            name="BAM-SmallCNN digits",
+            description=(f"SmallCNN with two BAMs (Bottleneck Attention Module, "
+                         f"arXiv 1807.06514) trained {args.epochs} epochs on "
+                         f"{calibration.source}; takes RGB pixels 0..255 at "
+                         f"{size[0]} x {size[1]}, returns class probabilities."),
+            version=f"keras_bam {keras_bam.__version__}", author="keras_bam",
+            license="Apache-2.0")
     model = with_preprocessing(model, args.preprocessing)
     labels_path = args.labels or _default_labels_path(args.output)
     options = dict(held_out=held_out, batch_size=None if args.dynamic_batch else 1,
@@ -189,7 +202,8 @@ def _run(args):
             report = exporter.export_tflite(
                 model, args.output, quantization=args.quantization,
                 calibration=calibration, input_type=args.input_type,
-                num_calibration_samples=args.num_calibration_samples, **options)
+                num_calibration_samples=args.num_calibration_samples, **about,
+                **options)
     except exporter.VerificationError as error:
         print(error.report)
         print(f"rejected: {error}. Nothing was written to {args.output}.",
@@ -248,7 +262,7 @@ def _export_qat(model, args, calibration, options):
         finetuned, content, args.output, quantization="int8",
         calibration_info={"source": calibration.source,
                           "quantization_aware_training": details},
-        accuracy_comparison=comparison, **options)
+        accuracy_comparison=comparison, labels=calibration.class_names, **options)
 
 
 def _load_model(path):
