@@ -18,8 +18,7 @@ from keras_bam.torch_checkpoint import (
     to_torch_state_dict,
 )
 from keras_bam.torch_weights import load_torch_weights
-
-__version__ = "0.1.0"
+from keras_bam.version import __version__  # noqa: F401 (the package version)
 
 __all__ = [
     "applications",

@@ -79,8 +79,10 @@ def test_constructor_is_a_documented_function_with_keras_parameters(name):
 
 def test_package_exports_every_constructor():
     expected = {f"BAM{name}" for name in applications.BACKBONES}
-    assert expected | {"BACKBONES", "BAM_OPTIONS", "FAMILIES", "SmallCNN",
-                       "build"} == set(applications.__all__)
+    residual = {"ResidualNet", "ResidualNet18", "ResidualNet34", "ResidualNet50",
+                "ResidualNet101", "replace_classifier", "resize_and_center_crop"}
+    assert expected | residual | {"BACKBONES", "BAM_OPTIONS", "FAMILIES", "SmallCNN",
+                                  "build"} == set(applications.__all__)
     assert all(hasattr(applications, name) for name in applications.__all__)
 
 

@@ -179,7 +179,7 @@ def _run(args):
               f"{calibration.source} images, {args.epochs} epochs ...", flush=True)
         model = common.train_default_model(calibration, epochs=args.epochs,
                                            seed=args.seed)
-        import keras_bam
+        from keras_bam.version import __version__
 
         # The file's metadata: this model is the project's, so are its fields.
         about = dict(
@@ -188,7 +188,7 @@ def _run(args):
                          f"arXiv 1807.06514) trained {args.epochs} epochs on "
                          f"{calibration.source}; takes RGB pixels 0..255 at "
                          f"{size[0]} x {size[1]}, returns class probabilities."),
-            version=f"keras_bam {keras_bam.__version__}", author="keras_bam",
+            version=f"keras_bam {__version__}", author="keras_bam",
             license="Apache-2.0")
     model = with_preprocessing(model, args.preprocessing)
     labels_path = args.labels or _default_labels_path(args.output)

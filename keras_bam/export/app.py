@@ -126,13 +126,13 @@ def check_clients(content, held_out, graph, labels):
 
     compiled = None
     count = min(COMPILED_MODEL_SAMPLES, len(images))
-    detail = litert._interpreter(content).get_input_details()[0]
-    run = clients.compiled_model_run(content, litert._quantize(images[:count], detail))
+    detail = litert.make_interpreter(content).get_input_details()[0]
+    run = clients.compiled_model_run(content, litert.quantize_input(images[:count], detail))
     if not run.ok:
         problems.append(f"LiteRT CompiledModel did not run the file: {run.error}")
     else:
-        output = litert._interpreter(content).get_output_details()[0]
-        values = litert._dequantize(run.outputs.reshape(count, -1), output)
+        output = litert.make_interpreter(content).get_output_details()[0]
+        values = litert.dequantize_output(run.outputs.reshape(count, -1), output)
         difference = float(np.max(np.abs(values - expected[:count])))
         compiled = {"samples": count, "max_abs_diff": difference,
                     "fully_accelerated": run.fully_accelerated}

@@ -39,7 +39,7 @@ class TFLiteGraph:
     input_shapes: list
 
 
-def _interpreter(content=None, path=None, delegates=False):
+def make_interpreter(content=None, path=None, delegates=False):
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     resolver = (
@@ -56,7 +56,7 @@ def _interpreter(content=None, path=None, delegates=False):
 
 def inspect_tflite(content):
     """Returns the `TFLiteGraph` of a .tflite file given as bytes."""
-    interpreter = _interpreter(content)
+    interpreter = make_interpreter(content)
     tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
     ops = interpreter._get_ops_details()  # the public API has no op listing
     counts = collections.Counter(op["op_name"] for op in ops)
@@ -87,7 +87,7 @@ def predict(content, x, batch_size=32):
     signature is integer, so results compare directly with the Keras model.
     Files with a batch-1 signature are run one sample at a time.
     """
-    interpreter = _interpreter(content, delegates=True)
+    interpreter = make_interpreter(content, delegates=True)
     inp = interpreter.get_input_details()[0]
     out = interpreter.get_output_details()[0]
     if inp["shape_signature"][0] != -1:
@@ -100,13 +100,13 @@ def predict(content, x, batch_size=32):
             interpreter.allocate_tensors()
         elif not results:
             interpreter.allocate_tensors()
-        interpreter.set_tensor(inp["index"], _quantize(chunk, inp))
+        interpreter.set_tensor(inp["index"], quantize_input(chunk, inp))
         interpreter.invoke()
-        results.append(_dequantize(interpreter.get_tensor(out["index"]), out))
+        results.append(dequantize_output(interpreter.get_tensor(out["index"]), out))
     return np.concatenate(results)
 
 
-def _quantize(x, detail):
+def quantize_input(x, detail):
     scale, zero_point = detail["quantization"]
     if not scale:
         return x.astype(detail["dtype"])
@@ -115,7 +115,7 @@ def _quantize(x, detail):
     return np.clip(q, info.min, info.max).astype(detail["dtype"])
 
 
-def _dequantize(y, detail):
+def dequantize_output(y, detail):
     scale, zero_point = detail["quantization"]
     y = y.astype(np.float32)
     return (y - zero_point) * scale if scale else y
@@ -163,7 +163,7 @@ def _delegated_nodes(ops):
 
 def _xnnpack_report(path):
     """Runs in the child process: load with XNNPACK, allocate, invoke."""
-    interpreter = _interpreter(path=path, delegates=True)
+    interpreter = make_interpreter(path=path, delegates=True)
     interpreter.allocate_tensors()
     for detail in interpreter.get_input_details():
         interpreter.set_tensor(

@@ -6,7 +6,7 @@ import time
 
 import numpy as np
 
-from keras_bam.export.litert import _interpreter, predict
+from keras_bam.export.litert import make_interpreter, predict
 
 
 @dataclasses.dataclass
@@ -90,7 +90,7 @@ def tiny_scales(content, threshold=1e-6):
     A tensor that was constant on the calibration data (typically a ReLU that
     never fired) gets a scale near 1e-8; XNNPACK refuses such files.
     """
-    interpreter = _interpreter(content)
+    interpreter = make_interpreter(content)
     found = []
     for detail in interpreter.get_tensor_details():
         scales = detail["quantization_parameters"]["scales"]
