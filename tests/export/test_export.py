@@ -19,7 +19,7 @@ from keras_bam.commands import export as command
 from keras_bam.data.images import load_images
 from keras_bam.export import exporter
 
-ROOT = pathlib.Path(__file__).parents[1]
+ROOT = pathlib.Path(__file__).parents[2]
 
 
 @pytest.fixture(scope="module")

@@ -33,7 +33,7 @@ from keras_bam import (
 )
 from keras_bam.torch_checkpoint import load_pretrained
 
-SCRIPT = os.path.join(os.path.dirname(__file__), "..", "examples", "convert_checkpoint.py")
+SCRIPT = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "convert_checkpoint.py")
 
 RTOL = 1e-4  # relative to the largest logit; float32 against float64
 NETWORKS = {

@@ -103,7 +103,7 @@ def test_model_without_bam():
 
 # ---------------------------------------------------------------- the figure
 
-SCRIPT = pathlib.Path(__file__).parents[1] / "examples" / "visualize_attention.py"
+SCRIPT = pathlib.Path(__file__).parents[2] / "examples" / "visualize_attention.py"
 
 
 def run_script(*args):

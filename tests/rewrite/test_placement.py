@@ -199,7 +199,7 @@ def test_the_model_is_left_as_it_was():
 
 def test_readme_table_lists_these_places():
     """The placement table in docs/placement.md agrees with the models built here."""
-    readme = (pathlib.Path(__file__).parents[1] / "docs" / "placement.md").read_text()
+    readme = (pathlib.Path(__file__).parents[2] / "docs" / "placement.md").read_text()
     rows = dict(re.findall(r"^\| (\w+) \| (`.*`.*) \|$", readme, re.MULTILINE))
     for name, (anchors, features) in EXPECTED.items():
         listed = [f"`{a}` ({c} @ {h})" for a, (h, c) in zip(anchors, features)]

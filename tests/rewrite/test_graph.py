@@ -1,6 +1,6 @@
 """The graph walker every part of keras_bam uses: `calls` and `replay`.
 
-(tf_keras graphs go through the same functions in tests/qat_legacy_checks.py,
+(tf_keras graphs go through the same functions in tests/qat/qat_legacy_checks.py,
 in a legacy-Keras process.)
 """
 

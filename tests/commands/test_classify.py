@@ -1,5 +1,5 @@
 """`python examples/classify.py`: bad input. The end-to-end run on the
-default export is in tests/test_export.py (it reuses that export)."""
+default export is in tests/export/test_export.py (it reuses that export)."""
 
 import re
 

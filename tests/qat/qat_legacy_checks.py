@@ -1,6 +1,6 @@
-"""The legacy-Keras half of tests/test_qat.py, run as its own process.
+"""The legacy-Keras half of tests/qat/test_qat.py, run as its own process.
 
-    TF_USE_LEGACY_KERAS=1 python tests/qat_legacy_checks.py PART OUT.json
+    TF_USE_LEGACY_KERAS=1 python tests/qat/qat_legacy_checks.py PART OUT.json
 
 PART is "bam" (the block against the NumPy reference, the twin and the
 weights back) or "applications" (keras.applications models with BAM carried
@@ -8,15 +8,19 @@ to tf_keras: the placement, the blocks' parameters, the tf_keras graph read
 by keras_bam's walker, tfmot taking the blocks): two processes, so that two
 pytest workers can run them side by side.
 
-tests/test_qat.py starts it (importing tf_keras or tfmot would switch the
+tests/qat/test_qat.py starts it (importing tf_keras or tfmot would switch the
 pytest process to legacy Keras), reads the measurements it writes, and
 makes the assertions. Nothing is imported at module level, because pytest's
 doctest collection imports every module under tests/.
 """
 
 import json
+import pathlib
 import sys
 import types
+
+# tests/ holds the NumPy reference this script imports.
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 # (backbone constructor, keyword arguments): small widths, same placement.
 APPLICATIONS = {

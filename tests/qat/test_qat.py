@@ -2,7 +2,7 @@
 tf_keras, `--quantization qat` end to end, and Keras 3 left in charge.
 
 Everything that imports tf_keras or tfmot runs in a child process with
-TF_USE_LEGACY_KERAS=1 (tests/qat_legacy_checks.py, and keras_bam.qat's own
+TF_USE_LEGACY_KERAS=1 (tests/qat/qat_legacy_checks.py, and keras_bam.qat's own
 worker); this process must stay on Keras 3, which two tests check.
 """
 
@@ -20,7 +20,7 @@ import keras_bam
 from keras_bam import qat
 from keras_bam.commands import export as command
 
-ROOT = pathlib.Path(__file__).parents[1]
+ROOT = pathlib.Path(__file__).parents[2]
 LEGACY_MODULES = ("tf_keras", "tensorflow_model_optimization")
 
 
@@ -33,10 +33,10 @@ def bam_params(channels, min_hidden_channels=8, reduction_ratio=16):
 
 
 def run_legacy_checks(part, folder):
-    """tests/qat_legacy_checks.py PART in a legacy-Keras child process."""
+    """tests/qat/qat_legacy_checks.py PART in a legacy-Keras child process."""
     out = folder / f"{part}.json"
     child = subprocess.run(
-        [sys.executable, str(ROOT / "tests" / "qat_legacy_checks.py"), part,
+        [sys.executable, str(ROOT / "tests" / "qat" / "qat_legacy_checks.py"), part,
          str(out)],
         cwd=ROOT / "tests", env=qat.legacy_environment(), capture_output=True,
         text=True, timeout=600)

@@ -18,7 +18,7 @@ import pytest
 from keras_bam.commands import train as cli
 from keras_bam.training import history
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 TRAIN = str(ROOT / "examples" / "train.py")
 PLOT = str(ROOT / "examples" / "plot_training.py")
 # A tiny run on the embedded digits: seconds on 2 cores.
