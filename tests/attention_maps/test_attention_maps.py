@@ -152,7 +152,9 @@ def test_script_bad_paths(args, message, tmp_path):
     result = run_script(*args, "--output", tmp_path / "a.png")
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
-    assert lines[-1] == f"error: {message}." and "Traceback" not in result.stderr
+    # One line: what is wrong, then (where it helps) what to give instead.
+    assert len(lines) == 1 and lines[0].startswith(f"error: {message}")
+    assert "Traceback" not in result.stderr
     assert not (tmp_path / "a.png").exists()
 
 

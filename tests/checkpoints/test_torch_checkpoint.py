@@ -355,8 +355,8 @@ def test_load_pretrained_keras_file_with_new_head(cifar18, tmp_path):
 
 def export_int8(model, path, calibration, held_out):
     """The one call into keras_bam.export: convert, verify, write."""
+    from keras_bam.data.images import ImageSet
     from keras_bam.export import export_tflite
-    from keras_bam.export.images import ImageSet
 
     return export_tflite(
         model, path,

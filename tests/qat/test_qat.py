@@ -106,7 +106,7 @@ def test_import_and_export_leave_keras3_in_charge(tmp_path):
 import sys
 import keras
 import keras_bam, keras_bam.qat, keras_bam.commands.export
-sys.path.insert(0, {str(ROOT / "tests")!r})
+sys.path.insert(0, {str(ROOT / "tests" / "qat")!r})
 import test_qat
 inputs = keras.Input((32, 32, 3))
 x = keras_bam.BAM()(keras.layers.Conv2D(8, 3)(inputs))
