@@ -8,7 +8,7 @@ Prints two tables (one row per shape and mode; `--torch` adds a third):
    inference (training=False); "fwd+bwd" is training=True with the gradients
    with respect to the input and every trainable weight.
 2. With `--torch`: `keras_bam.BAM(variant="official")` against a PyTorch BAM
-   written here from the authors' description (PAPER.md), both holding the
+   written here from the authors' description (docs/layers.md), both holding the
    same weights, with the Keras/PyTorch time ratio.
 
 The compared functions run alternately (ABBA order) within one run, and each
@@ -73,7 +73,7 @@ def keras_step(layer, mode, jit_compile):
 
 
 def torch_bam(channels, reduction_ratio=16, dilation_rate=4, num_dilated_convs=2):
-    """The authors' BAM structure, written from PAPER.md; NCHW.
+    """The authors' BAM structure, written from docs/layers.md; NCHW.
 
     Channel: mean over H, W -> Linear -> BatchNorm1d -> ReLU -> Linear.
     Spatial: 1x1 conv -> BN -> ReLU -> n x [dilated 3x3 conv -> BN -> ReLU]

@@ -3,7 +3,7 @@
 Nothing here calls keras_bam: the layers under test only lend their weights,
 through `weights_of`, which copies them into plain dicts of NumPy arrays. The
 hyper-parameters (variant, combine, dilation, ...) are the keyword arguments
-the test gave the layer, resolved here with the defaults PAPER.md states, so a
+the test gave the layer, resolved here with the defaults docs/layers.md states, so a
 layer that mis-reads its own arguments disagrees with the reference.
 
 Park et al., "BAM: Bottleneck Attention Module", BMVC 2018, arXiv 1807.06514:

@@ -226,7 +226,7 @@ def test_named_sublayers_hold_every_weight_once(kwargs, paths):
     "channels,hidden", [(256, 16), (512, 32), (1024, 64), (128, 8), (2048, 128)]
 )
 def test_official_parameter_count_matches_authors_formula(channels, hidden):
-    # PAPER.md: one BAM in the authors' code has 3CC' + 18C'^2 + 13C' + C + 1
+    # docs/layers.md: one BAM in the authors' code has 3CC' + 18C'^2 + 13C' + C + 1
     # trainable parameters, C' = C / 16 (the official variant's default).
     layer = BAM(variant="official")
     layer.build((None, None, None, channels))
@@ -247,8 +247,8 @@ def test_paper_parameter_count_matches_its_structure(channels, hidden):
 @pytest.mark.parametrize(
     "variant,channels,total",
     [
-        ("official", (256, 512, 1024), 358_067),  # ResNet50, PAPER.md
-        ("official", (128, 256, 512), 90_331),  # MobileNet alpha 1.0, PAPER.md
+        ("official", (256, 512, 1024), 358_067),  # ResNet50
+        ("official", (128, 256, 512), 90_331),  # MobileNet alpha 1.0
         ("paper", (256, 512, 1024), 359_302),  # the README's figures
         ("paper", (128, 256, 512), 90_950),
     ],

@@ -127,7 +127,7 @@ def test_official_variant_on_narrow_maps_is_c_over_r():
     # 3 C C' + 18 C'^2 + 13 C' + C + 1, by hand:
     # C = 64:  768 + 288 + 52 + 64 + 1 = 1,173
     # C = 128: 3,072 + 1,152 + 104 + 128 + 1 = 4,457
-    # C = 256: 12,288 + 4,608 + 208 + 256 + 1 = 17,361 (PAPER.md's first BAM)
+    # C = 256: 12,288 + 4,608 + 208 + 256 + 1 = 17,361 (the first BAM of ResNet50)
     assert [b.params for b in report.bams] == [1_173, 4_457, 17_361]
     # MACs of the first, on 32 x 32: channel MLP 64*4 + 4*64 = 512 once;
     # spatial 64*4 + 2 * 9*4*4 + 4*1 = 548 at each of 1,024 positions.
