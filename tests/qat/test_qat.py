@@ -288,3 +288,20 @@ def test_run_qat_refuses_what_has_no_legacy_twin():
     with pytest.raises(qat.QATError, match="channels_first.*channels_last") as info:
         qat.run_qat(model, np.zeros((4, 8, 12, 12), "float32"), np.zeros(4))
     assert info.value.usage
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"images": np.full((2, 8, 8, 3), 300.0)}, r"span 300\.\.300, outside `input_range`"),
+    ({"input_range": (255, 0)}, "min < max"),
+    ({"input_range": "pixels"}, r"\(min, max\) numbers or None"),
+    ({"input_type": "int16"}, "`input_type` must be one of"),
+])
+def test_run_qat_checks_its_arguments_before_starting(kwargs, match):
+    """The input quantization's fixed range must hold the images (else the
+    file would clip them): refused, like a bad type, before any child."""
+    inputs = keras.Input((8, 8, 3))
+    model = keras.Model(inputs, keras.layers.Dense(2)(
+        keras.layers.GlobalAveragePooling2D()(inputs)))
+    arguments = {"images": np.zeros((2, 8, 8, 3)), **kwargs}
+    with pytest.raises(ValueError, match=match):
+        qat.run_qat(model, labels=np.zeros(2), **arguments)
