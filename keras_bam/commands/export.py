@@ -67,7 +67,7 @@ def build_parser():
              "turns out constant, calibration is redone on all of them")
     parser.add_argument(
         "--input-type", choices=("int8", "uint8", "float32"), default=None,
-        help="for int8: the file's input and output type. uint8 (default) "
+        help="for int8 and qat: the file's input and output type. uint8 (default) "
              "takes camera pixels 0..255 as they are (scale 1, the model's "
              "preprocessing baked in), as MediaPipe Tasks feeds them; int8 for "
              "runtimes that want int8 end to end (MediaPipe refuses it); "
@@ -197,7 +197,7 @@ def _run(args):
                    report_path=args.report)
     try:
         if args.quantization == "qat":
-            report = _export_qat(model, args, calibration, options)
+            report = _export_qat(model, args, calibration, options, about)
         else:
             report = exporter.export_tflite(
                 model, args.output, quantization=args.quantization,
@@ -220,49 +220,70 @@ def _run(args):
     return common.OK
 
 
-def _export_qat(model, args, calibration, options):
+def _export_qat(model, args, calibration, options, about):
     """Quantization-aware training, then the same verification and write.
+
+    The file is app-ready like a post-training int8 file: uint8 pixels in
+    by default (the input's range fixed to 0..255 in training, so scale 1),
+    a softmax appended where the model ends in logits (by the worker, with
+    the exporter's `app.with_probabilities`, which also gives the model the
+    file is compared with), metadata with the class names, and MediaPipe
+    Tasks and LiteRT's CompiledModel among the checks.
 
     The report's `accuracy_comparison` holds, on the held-out images, the
     accuracy of the model as given ("float_before_qat"), of its
-    post-training int8 file ("post_training_int8", calibrated as
-    `--quantization int8` would be), of the fine-tuned weights ("model")
-    and of the QAT file ("file").
+    post-training int8 file ("post_training_int8", calibrated and ending as
+    `--quantization int8` would), of the fine-tuned weights ("model") and of
+    the QAT file ("file").
     """
     import numpy as np
 
-    from keras_bam.export import convert, exporter, litert, verify
-    from keras_bam.qat import run_qat
+    from keras_bam.export import app, convert, exporter, litert, verify
+    from keras_bam.qat import QATError, run_qat
 
     if calibration.labels is None:
         raise _BadInput("--quantization qat fine-tunes on labelled images; "
                         f"'{args.representative_data}' has no labels.")
     held_out = options["held_out"]
-    input_type = args.input_type or "int8"
+    input_type = args.input_type or "uint8"
+    probe = calibration.images[:8]
     comparison = {}
     if held_out is not None and held_out.labels is not None:
         predictions = model.predict(held_out.images, batch_size=64, verbose=0)
         comparison["float_before_qat"] = float(
             np.mean(np.argmax(predictions, -1) == held_out.labels))
+        classifier, _ = app.with_probabilities(model, probe)
         ptq = convert.to_tflite(
-            model, "int8", representative_data=calibration.images[
+            classifier, "int8", representative_data=calibration.images[
                 :args.num_calibration_samples], input_type=input_type)
         if litert.xnnpack_check(ptq)["ok"]:  # only a file that ran isolated
             comparison["post_training_int8"] = verify.compare(
-                model, ptq, held_out.images, held_out.labels).tflite_accuracy
+                classifier, ptq, held_out.images, held_out.labels).tflite_accuracy
     print(f"quantization-aware training: {args.qat_epochs} epoch(s) on "
           f"{len(calibration)} images, in a child process on legacy Keras ...",
           flush=True)
     finetuned, content, details = run_qat(
         model, calibration.images, calibration.labels, epochs=args.qat_epochs,
         input_type=input_type, seed=args.seed)
+    classifier, appended = app.with_probabilities(finetuned, probe)
+    if appended != details["softmax_appended"]:
+        raise QATError("the QAT file and the fine-tuned model disagree on whether "
+                       "the output is logits (a softmax appended to one of them "
+                       "only); please report this model", usage=False)
     if options["min_agreement"] is None:
         options = {**options, "min_agreement": QAT_MIN_AGREEMENT}
+    fields = {**about} if about else {"name": model.name}
+    if fields.get("description"):
+        fields["description"] += (f" Fine-tuned {args.qat_epochs} epoch(s) with "
+                                  "quantization-aware training.")
     return exporter.verify_and_write(
-        finetuned, content, args.output, quantization="int8",
+        classifier, content, args.output, quantization="int8",
         calibration_info={"source": calibration.source,
                           "quantization_aware_training": details},
-        accuracy_comparison=comparison, labels=calibration.class_names, **options)
+        accuracy_comparison=comparison, labels=calibration.class_names,
+        probabilities=appended or app.is_probability_output(finetuned, probe),
+        metadata_fields=fields, softmax_appended=appended, source_model=finetuned,
+        **options)
 
 
 def _load_model(path):

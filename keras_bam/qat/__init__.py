@@ -14,9 +14,12 @@ half the user's process runs, imports neither tfmot nor tf_keras:
    fine-tuned float weights back into the Keras 3 model;
 3. `run_qat` returns the fine-tuned model and the file; the caller hands
    them to the same checks and atomic write as every export
-   (`keras_bam.export.verify_and_write`). The export command
-   (`keras_bam.commands.export`) does, and compares the held-out accuracy
-   of the float model, of its post-training int8 file and of the QAT file.
+   (`keras_bam.export.verify_and_write`, with the fine-tuned model passed
+   through `keras_bam.export.app.with_probabilities` so that both end in
+   the same softmax). The export command (`keras_bam.commands.export`)
+   does, writes the file's metadata, runs it in MediaPipe Tasks, and
+   compares the held-out accuracy of the float model, of its post-training
+   int8 file and of the QAT file.
 
 The dependency is one way: the worker converts with
 `keras_bam.export.convert`; the export library never imports this package.
@@ -39,8 +42,8 @@ REQUIREMENTS = (("tensorflow_model_optimization", "tensorflow-model-optimization
                 ("tf_keras", "tf_keras"))
 INSTALL_HINT = "pip install 'keras-bam[qat]'"
 
-__all__ = ["INSTALL_HINT", "QATError", "REQUIREMENTS", "legacy_environment",
-           "missing_requirements", "run_qat"]
+__all__ = ["INSTALL_HINT", "PIXEL_RANGE", "QATError", "REQUIREMENTS",
+           "legacy_environment", "missing_requirements", "run_qat"]
 
 
 def missing_requirements():
@@ -59,8 +62,13 @@ def legacy_environment():
             "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": path}
 
 
+# What the exporter's models take: float32 pixels 0..255.
+PIXEL_RANGE = (0.0, 255.0)
+INPUT_TYPES = ("uint8", "int8", "float32")
+
+
 def run_qat(model, images, labels, epochs=2, learning_rate=1e-3,
-            input_type="int8", seed=0, timeout=1800):
+            input_type="uint8", input_range=PIXEL_RANGE, seed=0, timeout=1800):
     """Quantization-aware fine-tuning of a Keras 3 model, in a child process.
 
     Args:
@@ -70,17 +78,41 @@ def run_qat(model, images, labels, epochs=2, learning_rate=1e-3,
             on (a calibration/training split, never the held-out one).
         epochs: fine-tuning epochs (Adam, cosine decay to 0 from
             `learning_rate`).
+        input_type: the int8 file's input and output type: "uint8"
+            (default: with `input_range` (0, 255), camera bytes as they
+            are, scale 1, zero point 0), "int8" or "float32".
+        input_range: (min, max), the fixed range of the input's
+            quantization, which `images` must lie in; default the pixels'
+            (0, 255). None lets tfmot learn it from `images` (the input
+            scale is then whatever range they span).
         seed: the fine-tuning's shuffling and initial state.
         timeout: seconds the child may take.
-        input_type: the int8 file's input and output type, "int8", "uint8"
-            or "float32".
 
     Returns:
         (fine-tuned Keras 3 model, .tflite bytes, details dict from the
-        child: twin difference, loss, ...). Raises `QATError` with the
-        child's message when it fails.
+        child: twin difference, loss, whether a softmax was appended to
+        the file's logits, ...). The file ends in a softmax where the model
+        ends in logits (`details["softmax_appended"]`), as the exporter's
+        files do. Raises `QATError` with the child's message when it fails,
+        ValueError for arguments that do not fit.
     """
     import keras
+
+    if input_type not in INPUT_TYPES:
+        raise ValueError(f"`input_type` must be one of {INPUT_TYPES}. Received: "
+                         f"{input_type!r}.")
+    images = np.asarray(images, np.float32)
+    range_arguments = []
+    if input_range is not None:
+        low, high = _check_range(input_range)
+        if images.size and (images.min() < low or images.max() > high):
+            raise ValueError(
+                f"`images` span {images.min():g}..{images.max():g}, outside "
+                f"`input_range` ({low:g}, {high:g}), the input quantization's "
+                "fixed range. Pass images in that range (pixels 0..255 for the "
+                "default), the range the model takes, or input_range=None to "
+                "learn it from the images.")
+        range_arguments = ["--input-range", repr(low), repr(high)]
 
     missing = missing_requirements()
     if missing:
@@ -90,12 +122,11 @@ def run_qat(model, images, labels, epochs=2, learning_rate=1e-3,
         model_path = os.path.join(folder, "model.keras")
         data_path = os.path.join(folder, "data.npz")
         model.save(model_path)
-        np.savez(data_path, images=np.asarray(images, np.float32),
-                 labels=np.asarray(labels))
+        np.savez(data_path, images=images, labels=np.asarray(labels))
         command = [sys.executable, "-m", "keras_bam.qat.worker", model_path,
                    data_path, folder, "--epochs", str(epochs),
                    "--learning-rate", str(learning_rate), "--input-type",
-                   input_type, "--seed", str(seed)]
+                   input_type, "--seed", str(seed), *range_arguments]
         try:
             child = subprocess.run(command, capture_output=True, text=True,
                                    timeout=timeout, env=legacy_environment())
@@ -117,6 +148,18 @@ def run_qat(model, images, labels, epochs=2, learning_rate=1e-3,
         finetuned = keras.saving.load_model(
             os.path.join(folder, "finetuned.keras"))
     return finetuned, content, details
+
+
+def _check_range(input_range):
+    try:
+        low, high = (float(v) for v in input_range)
+    except (TypeError, ValueError):
+        raise ValueError(f"`input_range` must be (min, max) numbers or None. "
+                         f"Received: {input_range!r}.") from None
+    if not low < high or not np.isfinite([low, high]).all():
+        raise ValueError(f"`input_range` must be finite with min < max. Received: "
+                         f"{input_range!r}.")
+    return low, high
 
 
 class QATError(Exception):

@@ -10,9 +10,15 @@ fake-quantizes the output, which is the int8 range the converter needs for
 the TFLite MUL, SUB and the rescaling's MUL/ADD. Nothing else is special:
 every layer is annotated and `quantize_apply` places the rest by the
 registry, so BAM is quantized exactly like the network around it.
-"""
 
-import numpy as np
+The input is the exception to learnt ranges: `quantize_apply` puts an
+`AllValuesQuantizer` there, which learns the range the training images
+happen to span (0..240 on dim images), so a uint8 file would map a camera
+byte b to 240 b / 255. `fix_input_range` gives it tfmot's `FixedQuantizer`
+instead, as `tfmot.quantization.keras.fix_input_output_range` does (that
+function also fixes the output's range, which for logits must be learnt):
+with [0, 255] the file's input is exactly the pixel bytes, scale 1.
+"""
 
 from keras_bam.qat.legacy import tf_keras
 
@@ -68,10 +74,35 @@ def quantize_model(twin):
         return qkeras.quantize_apply(annotated)
 
 
-def outputs_are_probabilities(model, images):
-    """Whether `model` ends in a softmax (outputs sum to 1), else logits."""
-    y = np.asarray(model.predict(images[:16], verbose=0), np.float64)
-    return bool(np.all(y >= 0) and np.allclose(y.sum(-1), 1.0, atol=1e-3))
+def fix_input_range(qat_model, minimum, maximum):
+    """Gives the quantized `qat_model`'s input quantizers the fixed range
+    [minimum, maximum], in place, before training; returns the model.
+
+    tfmot's `QuantizeLayer` after each input gets a `FixedQuantizer` (8
+    bits, wide range) in place of the `AllValuesQuantizer` that
+    `quantize_apply` gave it, the same quantizer that tfmot's
+    `fix_input_output_range` puts there; the converter then takes that
+    range as the file's input quantization, scale (maximum - minimum) / 255.
+    The layer calls its `quantizer` attribute, so setting it is enough;
+    `fix_input_output_range` rebuilds the model from its config instead,
+    which renames the wrapped layers' variables (`quant_conv/kernel`) that
+    `legacy.copy_back` finds the fine-tuned weights by.
+    """
+    import tensorflow_model_optimization as tfmot
+
+    inputs = {id(t) for t in qat_model.inputs}
+    fixed = [layer for layer in qat_model.layers
+             if type(layer).__name__ == "QuantizeLayer" and id(layer.input) in inputs]
+    if len(fixed) != len(qat_model.inputs):
+        raise RuntimeError(
+            f"found {len(fixed)} input quantizer(s) for {len(qat_model.inputs)} "
+            "input(s) in the quantized model; tensorflow-model-optimization's "
+            "layout has changed")
+    for layer in fixed:
+        layer.quantizer = tfmot.quantization.keras.quantizers.FixedQuantizer(
+            num_bits=8, init_min=float(minimum), init_max=float(maximum),
+            narrow_range=False)
+    return qat_model
 
 
 def fine_tune(model, images, labels, epochs, learning_rate=1e-3,

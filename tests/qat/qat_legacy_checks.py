@@ -3,10 +3,11 @@
     TF_USE_LEGACY_KERAS=1 python tests/qat/qat_legacy_checks.py PART OUT.json
 
 PART is "bam" (the block against the NumPy reference, the twin and the
-weights back) or "applications" (keras.applications models with BAM carried
-to tf_keras: the placement, the blocks' parameters, the tf_keras graph read
-by keras_bam's walker, tfmot taking the blocks): two processes, so that two
-pytest workers can run them side by side.
+weights back, the input quantizer's fixed range) or "applications"
+(keras.applications models with BAM carried to tf_keras: the placement,
+the blocks' parameters, the tf_keras graph read by keras_bam's walker,
+tfmot taking the blocks): two processes, so that two pytest workers can
+run them side by side.
 
 tests/qat/test_qat.py starts it (importing tf_keras or tfmot would switch the
 pytest process to legacy Keras), reads the measurements it writes, and
@@ -141,6 +142,49 @@ def twin_and_back(rng):
     return results
 
 
+# Values around and beyond the pixels' range, none halfway between two
+# integers: a fake quantization with the range 0..255 rounds and clips them.
+INPUT_PROBE = [-20.3, -0.4, 0.3, 7.7, 100.2, 128.49, 254.6, 255.4, 300.0]
+
+
+def input_quantizer(rng):
+    """What the QAT model's input quantizer does to INPUT_PROBE, with
+    `fix_input_range(0, 255)` and with tfmot's learnt range, after
+    fine-tuning on images that span 10..240 only; and the fine-tuned
+    weights still carried back."""
+    import keras
+    import numpy as np
+
+    from keras_bam.qat import legacy, quantize
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Rescaling(1 / 255.0)(inputs)
+    x = keras.layers.Conv2D(4, 3, activation="relu")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, keras.layers.Dense(3)(x))
+    images = rng.uniform(10, 240, (32, 8, 8, 3)).astype("float32")
+    labels = np.arange(32) % 3
+    probe = np.asarray(INPUT_PROBE, np.float32)
+    results = {}
+    for fixed in (True, False):
+        twin, pairs = legacy.legacy_twin(model)
+        qat_model = quantize.quantize_model(twin)
+        if fixed:
+            qat_model = quantize.fix_input_range(qat_model, 0, 255)
+        (layer,) = [layer for layer in qat_model.layers
+                    if type(layer).__name__ == "QuantizeLayer"]
+        before = layer(probe, training=False).numpy().tolist()
+        quantize.fine_tune(qat_model, images, labels, epochs=1)
+        results["fixed" if fixed else "learnt"] = {
+            "quantizer": type(layer.quantizer).__name__,
+            "before_training": before,
+            "after_training": layer(probe, training=False).numpy().tolist(),
+            "copied_back": legacy.copy_back(pairs, qat_model),
+            "weighted_layers": sum(1 for k, _ in pairs if k.weights)}
+    return results
+
+
 def applications():
     """keras.applications models with BAM at the paper's places, carried to
     tf_keras (the legacy twin that quantization-aware training trains):
@@ -202,7 +246,9 @@ def main(part, path):
     rng = np.random.default_rng(1807_06514)
     if part == "bam":
         results = {"block_errors": block_against_reference(rng),
-                   "twins": twin_and_back(rng)}
+                   "twins": twin_and_back(rng),
+                   "input_quantizer": input_quantizer(rng),
+                   "input_quantizer_probe": INPUT_PROBE}
     else:
         results = {"applications": applications()}
     with open(path, "w") as f:

@@ -62,6 +62,20 @@ def test_legacy_bam_block_and_twin(tmp_path):
         assert twin["back_diff"] <= 1e-5 * max(1.0, twin["scale"]), twin
         assert twin["copied"] == twin["weighted_layers"] > 0
         assert twin["bam_sublayers_in_twin"] > 0
+    # The input quantizer: with the range fixed to 0..255 it rounds and
+    # clips pixels (scale 1), before fine-tuning on images spanning 10..240
+    # and after; learnt by tfmot, the range shrinks to what those images
+    # span. Either way the fine-tuned weights come back.
+    probe = np.asarray(results["input_quantizer_probe"], np.float64)
+    fixed, learnt = (results["input_quantizer"][k] for k in ("fixed", "learnt"))
+    pixels = np.clip(np.floor(probe + 0.5), 0, 255)
+    assert fixed["quantizer"] == "FixedQuantizer"
+    np.testing.assert_array_equal(fixed["before_training"], pixels)
+    np.testing.assert_array_equal(fixed["after_training"], pixels)
+    assert learnt["quantizer"] == "AllValuesQuantizer"
+    assert 235 <= max(learnt["after_training"]) < 241, learnt
+    for entry in (fixed, learnt):
+        assert entry["copied_back"] == entry["weighted_layers"] == 2  # conv, dense
 
 
 PAPER_PLACEMENT = {  # README's placement table
@@ -152,9 +166,13 @@ def small_model_path(tmp_path_factory, trained_pixel_model):
 @pytest.mark.slow
 def test_qat_command_end_to_end(small_model_path, digit_folder, tmp_path,
                                 capsys):
-    """--quantization qat on a saved Keras 3 model: a full-integer file with
-    BAM's ops in int8, one XNNPACK partition, the three accuracies on the
-    same held-out images, and this process still on Keras 3."""
+    """--quantization qat on a saved Keras 3 model: an app-ready
+    full-integer file (uint8 pixels in at scale 1, BAM's ops in int8, a
+    softmax on the logits, metadata with the class names, MediaPipe Tasks
+    and CompiledModel run it), one XNNPACK partition, the three accuracies
+    on the same held-out images, and this process still on Keras 3."""
+    from ai_edge_litert.interpreter import Interpreter
+
     output = tmp_path / "out" / "small_qat.tflite"
     report_path = tmp_path / "report.json"
     code = command.main([
@@ -172,13 +190,35 @@ def test_qat_command_end_to_end(small_model_path, digit_folder, tmp_path,
     # A QAT file is an int8 file like any other: the same checks wrote it.
     assert report["quantization"] == "int8" and report["status"] == "ok"
     assert report["min_agreement"] == 0.6
-    assert report["input_type"] == "int8" and report["float_ops"] == []
+    assert report["input_type"] == "uint8" and report["float_ops"] == []
     # BAM's own ops (its two LOGISTIC and two refinement MULs) are there,
-    # in a file where no op is float.
+    # in a file where no op is float; the model's logits end in an int8
+    # SOFTMAX, which with the uint8 QUANTIZE ops stays outside XNNPACK.
     assert report["op_counts"]["LOGISTIC"] == 2
     assert report["op_counts"]["MUL"] >= 2
-    assert report["xnnpack_partitions"] == 1 and report["undelegated_ops"] == []
-    assert output.read_bytes()[4:8] == b"TFL3"
+    assert report["op_counts"]["SOFTMAX"] == 1 and report["softmax_appended"]
+    assert report["xnnpack_partitions"] == 1
+    assert report["undelegated_ops"] == ["QUANTIZE", "SOFTMAX", "QUANTIZE"]
+    content = output.read_bytes()
+    assert content[4:8] == b"TFL3"
+    # Camera bytes as they are: the input's quantization is the identity
+    # (the range fixed to 0..255 in training); probabilities out at TFLite's
+    # fixed softmax scale, rows summing to 1 within the int8 steps.
+    interpreter = Interpreter(model_content=content)
+    interpreter.allocate_tensors()
+    pixels = interpreter.get_input_details()[0]
+    scores = interpreter.get_output_details()[0]
+    assert pixels["dtype"] == np.uint8 and pixels["quantization"] == (1.0, 0)
+    assert scores["dtype"] == np.uint8 and scores["quantization"] == (1 / 256, 0)
+    image = next((digit_folder / "3").iterdir())
+    import tensorflow as tf
+
+    interpreter.set_tensor(pixels["index"],
+                           tf.io.decode_png(image.read_bytes(), channels=3).numpy()[None])
+    interpreter.invoke()
+    row = interpreter.get_tensor(scores["index"])[0] / 256
+    assert abs(row.sum() - 1) <= 10 / 256, row
+
     compared = report["accuracy_comparison"]
     assert set(compared) == {"float_before_qat", "post_training_int8", "model", "file"}
     assert all(0 <= v <= 1 for v in compared.values()), compared
@@ -191,10 +231,36 @@ def test_qat_command_end_to_end(small_model_path, digit_folder, tmp_path,
     details = report["calibration"]["quantization_aware_training"]
     assert details["twin_max_abs_diff"] <= 1e-4
     assert details["layers_copied_back"] > 0 and details["epochs"] == 2
+    assert details["softmax_appended"] and details["from_logits"]
+    assert details["input_range"] == [0.0, 255.0]
     assert "accuracy compared" in captured.out
     assert sorted(p.name for p in output.parent.iterdir()) == [
         "small_qat.labels.txt", "small_qat.tflite"]
+    assert report["compiled_model"]["max_abs_diff"] <= 1.5 / 256
     keras3_is_in_charge()
+
+    classes = [str(i) for i in range(10)]
+    mediapipe = report["mediapipe"]
+    if mediapipe is None:  # one line says why; `make test` installs it
+        assert "mediapipe is not installed" in report["mediapipe_note"]
+        return
+    # The metadata, read back with the flatbuffer readers (not the writer).
+    sys.path.insert(0, str(ROOT / "tests" / "export"))
+    from test_metadata import read_metadata
+
+    assert report["metadata"].startswith("written")
+    found = read_metadata(content, tmp_path)
+    assert found["zip"] == {found["label_file"]: "\n".join(classes) + "\n"}
+    assert (found["mean"], found["std"]) == ([0.0], [1.0])
+    assert found["output_name"] == "probability"
+    assert found["name"] == "pixels_cnn"
+    # MediaPipe Tasks classified the held-out images through the metadata:
+    # named categories, probabilities, LiteRT's top-1.
+    assert mediapipe["named_categories"] and mediapipe["names_match_labels"]
+    assert 0.96 <= mediapipe["score_sum_min"] <= mediapipe["score_sum_max"] <= 1.04
+    assert mediapipe["top1_agreement_with_litert"] >= 0.99
+    assert abs(mediapipe["top1_accuracy"] - compared["file"]) <= 0.02, mediapipe
+    assert "MediaPipe Tasks" in captured.out
 
 
 def test_missing_extra_says_what_to_install(monkeypatch, tmp_path, capsys):
@@ -222,3 +288,20 @@ def test_run_qat_refuses_what_has_no_legacy_twin():
     with pytest.raises(qat.QATError, match="channels_first.*channels_last") as info:
         qat.run_qat(model, np.zeros((4, 8, 12, 12), "float32"), np.zeros(4))
     assert info.value.usage
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"images": np.full((2, 8, 8, 3), 300.0)}, r"span 300\.\.300, outside `input_range`"),
+    ({"input_range": (255, 0)}, "min < max"),
+    ({"input_range": "pixels"}, r"\(min, max\) numbers or None"),
+    ({"input_type": "int16"}, "`input_type` must be one of"),
+])
+def test_run_qat_checks_its_arguments_before_starting(kwargs, match):
+    """The input quantization's fixed range must hold the images (else the
+    file would clip them): refused, like a bad type, before any child."""
+    inputs = keras.Input((8, 8, 3))
+    model = keras.Model(inputs, keras.layers.Dense(2)(
+        keras.layers.GlobalAveragePooling2D()(inputs)))
+    arguments = {"images": np.zeros((2, 8, 8, 3)), **kwargs}
+    with pytest.raises(ValueError, match=match):
+        qat.run_qat(model, labels=np.zeros(2), **arguments)
