@@ -11,7 +11,6 @@ nothing written).
 """
 
 import argparse
-import os
 import pathlib
 import sys
 import time
@@ -128,9 +127,11 @@ def main(argv=None):
     flags = common.flag_names(parser)
     flags.update(calibration="--representative-data", held_out="--representative-data")
     try:
-        validate.export_inputs(args)  # before any work: nothing is written
+        # Before any work (nothing is written); the model it loaded is the one
+        # exported, so a large .keras is read once.
+        model = validate.export_inputs(args)
         with common.console(verbose=args.verbose):
-            return _run(args)
+            return _run(args, model)
     except (_BadInput, DataError, ExportError) as error:
         return common.bad_input(error, flags)
     except QATError as error:
@@ -143,7 +144,7 @@ def main(argv=None):
         validate.remove_created_folders(args.output)
 
 
-def _run(args):
+def _run(args, model=None):
     from keras_bam.data.images import load_images
     from keras_bam.data.preprocessing import with_preprocessing
     from keras_bam.export import exporter
@@ -168,7 +169,6 @@ def _run(args):
                         "or qat.")
     start = time.perf_counter()
     exporter.check_output_path(args.output)
-    model = _load_model(args.model) if args.model else None
     size, channels = _image_shape(model) if model is not None else (
         DEFAULT_IMAGE_SIZE, 3)
     calibration, held_out = load_images(args.representative_data, size, channels,
@@ -284,25 +284,6 @@ def _export_qat(model, args, calibration, options, about):
         probabilities=appended or app.is_probability_output(finetuned, probe),
         metadata_fields=fields, softmax_appended=appended, source_model=finetuned,
         **options)
-
-
-def _load_model(path):
-    import keras
-
-    import keras_bam.layers  # noqa: F401 - registers the BAM layers for loading
-
-    if not os.path.isfile(path):
-        raise _BadInput(f"--model {path} does not exist. Give the path of a "
-                        "model saved with model.save('NAME.keras').")
-    try:
-        model = keras.saving.load_model(path)
-    except Exception as error:  # noqa: BLE001 - any reason it cannot load
-        reason = str(error).strip().splitlines()
-        raise _BadInput(f"--model {path} cannot be loaded as a Keras model "
-                        f"({reason[0] if reason else type(error).__name__}). Save "
-                        "it with model.save('NAME.keras') from Keras 3.") from None
-    _image_shape(model)
-    return model
 
 
 def _image_shape(model):

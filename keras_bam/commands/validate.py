@@ -185,6 +185,7 @@ def export_inputs(args):
     its class count against the model's outputs, enough held-out images to
     verify on).
 
+    Returns the loaded --model (None without one), for the export to use.
     Raises `keras_bam.export.exporter.ExportError` (the export's bad-input
     error, which the command prints as its one line with exit code 2) or a
     `DataError` of the source. Once the input passes, makes SIGTERM end the
@@ -194,11 +195,12 @@ def export_inputs(args):
     from keras_bam.export.exporter import ExportError
 
     try:
-        _check_export(args)
+        model = _check_export(args)
     except InputError as error:
         raise ExportError(str(error)) from None
     _MISSING_FOLDERS[os.path.abspath(args.output)] = _missing_folders(args.output)
     exit_on_sigterm()
+    return model
 
 
 # The folders above an export's output that did not exist when its input
@@ -242,6 +244,7 @@ def _check_export(args):
             # Beside the .tflite is fine: that folder is created with it.
             same = os.path.dirname(os.path.abspath(path)) == output_folder
             output_file(path, flag, create_folder=same)
+    model = None
     if args.model:
         model_file(args.model)
     classes, held_out = _source_counts(args.representative_data, args.data_dir)
@@ -264,7 +267,6 @@ def _check_export(args):
                 f"class{'es' if classes != 1 else ''} but --model {args.model} has "
                 f"{width} outputs: the labels file would not match. Give images "
                 f"of the model's {width} classes, one sub-folder each.")
-        del model
     if held_out is not None and held_out < MIN_HELD_OUT_IMAGES:
         raise InputError(
             f"--representative-data {args.representative_data} leaves {held_out} "
@@ -272,6 +274,7 @@ def _check_export(args):
             f"rounded down); at least {MIN_HELD_OUT_IMAGES} images are needed: add "
             f"images so that every class has 4 or more and the folder at least "
             f"{4 * MIN_HELD_OUT_IMAGES}.")
+    return model
 
 
 def _source_counts(source, data_dir):
