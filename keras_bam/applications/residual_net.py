@@ -426,11 +426,13 @@ def replace_classifier(model, classes, classifier_activation=None,
     Args:
         model: a Functional model ending in a `Dense` classifier, e.g. from
             `ResidualNet50(...)` (its classifier is "fc") or
-            `keras_bam.from_torch_checkpoint(...)`.
+            `keras_bam.from_torch_checkpoint(...)`, or ending in a nested
+            Functional model that does (as `examples/train.py`'s small_cnn).
         classes: number of classes of the new classifier.
         classifier_activation: its activation. Default None (logits).
-        layer_name: the classifier to replace. Default None: the model's
-            last layer, which must be a `Dense`.
+        layer_name: the classifier to replace, a layer of `model`. Default
+            None: the model's last layer (looking into a nested model that
+            is the last layer), which must be a `Dense`.
         name: the new model's name. Default `model.name`.
 
     Returns:
@@ -456,6 +458,8 @@ def replace_classifier(model, classes, classifier_activation=None,
         )
     if layer_name is None:
         old = layers[-1]
+        while isinstance(old, keras.Model) and getattr(old, "layers", None):
+            old = old.layers[-1]  # a nested model's own classifier
     else:
         names = [layer.name for layer in layers]
         if layer_name not in names:
@@ -477,4 +481,12 @@ def replace_classifier(model, classes, classifier_activation=None,
         )
     head = keras.layers.Dense(classes, activation=classifier_activation,
                               name=old.name)
-    return keras.Model(model.inputs, head(old.input), name=name or model.name)
+
+    def call(layer, *args, **kwargs):
+        return head(*args, **kwargs) if layer is old else layer(*args, **kwargs)
+
+    # The model's own graph, re-traced with every layer but `old` shared (a
+    # layer's `.input` would be ambiguous: insert_bam reuses layers).
+    traced = keras.models.clone_model(model, clone_function=lambda layer: layer,
+                                      call_function=call, recursive=True)
+    return keras.Model(traced.inputs, traced.outputs, name=name or model.name)
