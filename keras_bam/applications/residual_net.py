@@ -489,4 +489,5 @@ def replace_classifier(model, classes, classifier_activation=None,
     # layer's `.input` would be ambiguous: insert_bam reuses layers).
     traced = keras.models.clone_model(model, clone_function=lambda layer: layer,
                                       call_function=call, recursive=True)
-    return keras.Model(traced.inputs, traced.outputs, name=name or model.name)
+    # `.input`/`.output`: the model's own structures (one tensor, not a list).
+    return keras.Model(traced.input, traced.output, name=name or model.name)

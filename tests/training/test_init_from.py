@@ -38,6 +38,7 @@ def test_a_keras_file_is_fine_tuned_with_a_new_head_and_resumes(tmp_path):
     trained = keras.saving.load_model(output / "model.keras")
     # The digits have 10 classes, the file 4: a new head on the same features.
     assert trained.output_shape == (None, 10)
+    assert not isinstance(trained(np.zeros((1, 16, 16, 3), "float32")), (list, tuple))
     assert trained.layers[-1].get_layer("logits").kernel.shape == (
         start.layers[-1].get_layer("logits").kernel.shape[0], 10)
     np.testing.assert_allclose(kernel(trained), kernel(start), atol=1e-6)
@@ -99,6 +100,7 @@ def test_the_authors_cifar_resnet18_from_a_numpy_state_dict(tmp_path):
     for a, b in zip(mixed.get_weights(), model.get_weights()):
         np.testing.assert_array_equal(a, b)
     images = rng.uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    assert not isinstance(model(images[:1]), (list, tuple))  # one tensor, as before
     full = keras.ops.convert_to_numpy(model(images, training=False))
     half = keras.ops.convert_to_numpy(mixed(images, training=False)).astype("float32")
     # bfloat16 keeps 8 bits of mantissa: about 1e-2 of the largest logit.
