@@ -54,9 +54,10 @@ def build_parser():
         help="start from this model instead of building --model: a .keras "
              "file, or the BAM authors' checkpoint (.pth, .pth.tar; reading "
              "it needs pip install 'keras-bam[torch]') or a .npz state dict "
-             "of it. The model is trained as it is (its BAM layers, its input "
-             "size, its dtype under --mixed-precision off), with a new, "
-             "untrained classifier when the dataset's class count differs; "
+             "of it. The model is trained as it is (its layers, BAM and "
+             "weights, its input size; rebuilt under the --mixed-precision "
+             "policy), with a new, untrained classifier when the dataset's "
+             "class count differs; "
              "--model, --no-bam, --weights and the BAM options do not combine "
              "with it")
     parser.add_argument("--no-bam", dest="bam", action="store_const", const=False,
