@@ -41,6 +41,7 @@ Example:
 
 import keras
 
+from keras_bam.data.views import resize_and_center_crop
 from keras_bam.layers.bam import BAM
 
 __all__ = [
@@ -425,11 +426,13 @@ def replace_classifier(model, classes, classifier_activation=None,
     Args:
         model: a Functional model ending in a `Dense` classifier, e.g. from
             `ResidualNet50(...)` (its classifier is "fc") or
-            `keras_bam.from_torch_checkpoint(...)`.
+            `keras_bam.from_torch_checkpoint(...)`, or ending in a nested
+            Functional model that does (as `examples/train.py`'s small_cnn).
         classes: number of classes of the new classifier.
         classifier_activation: its activation. Default None (logits).
-        layer_name: the classifier to replace. Default None: the model's
-            last layer, which must be a `Dense`.
+        layer_name: the classifier to replace, a layer of `model`. Default
+            None: the model's last layer (looking into a nested model that
+            is the last layer), which must be a `Dense`.
         name: the new model's name. Default `model.name`.
 
     Returns:
@@ -455,6 +458,8 @@ def replace_classifier(model, classes, classifier_activation=None,
         )
     if layer_name is None:
         old = layers[-1]
+        while isinstance(old, keras.Model) and getattr(old, "layers", None):
+            old = old.layers[-1]  # a nested model's own classifier
     else:
         names = [layer.name for layer in layers]
         if layer_name not in names:
@@ -476,50 +481,13 @@ def replace_classifier(model, classes, classifier_activation=None,
         )
     head = keras.layers.Dense(classes, activation=classifier_activation,
                               name=old.name)
-    return keras.Model(model.inputs, head(old.input), name=name or model.name)
 
+    def call(layer, *args, **kwargs):
+        return head(*args, **kwargs) if layer is old else layer(*args, **kwargs)
 
-def resize_and_center_crop(images, resize=256, crop=224):
-    """Their evaluation's image preparation: Scale(256), then CenterCrop(224).
-
-    The shorter side is resized to `resize` pixels (bilinear, antialiased,
-    the aspect ratio kept, the longer side truncated as torchvision does),
-    then the central `crop` x `crop` square is taken. Pixel values are kept
-    (0..255 in, 0..255 out): the models normalize inside.
-
-    Args:
-        images: one image (H, W, C) or a batch (N, H, W, C) of one size.
-        resize: length of the shorter side after resizing. Default 256.
-        crop: side of the central square. Default 224.
-
-    Returns:
-        A float32 tensor (crop, crop, C) or (N, crop, crop, C).
-
-    Example:
-
-    >>> images = np.zeros((2, 300, 400, 3), "float32")
-    >>> tuple(keras_bam.applications.resize_and_center_crop(images).shape)
-    (2, 224, 224, 3)
-    """
-    images = keras.ops.convert_to_tensor(images, dtype="float32")
-    if len(images.shape) not in (3, 4) or None in images.shape[-3:-1]:
-        raise ValueError(
-            "`images` must be (height, width, channels) or (batch, height, "
-            f"width, channels) of known size. Received shape {tuple(images.shape)}."
-        )
-    if not (isinstance(resize, int) and isinstance(crop, int) and 0 < crop <= resize):
-        raise ValueError(
-            "`resize` and `crop` must be integers with 0 < crop <= resize. "
-            f"Received: resize={resize!r}, crop={crop!r}"
-        )
-    height, width = images.shape[-3], images.shape[-2]
-    if height <= width:
-        size = (resize, int(resize * width / height))
-    else:
-        size = (int(resize * height / width), resize)
-    if size != (height, width):
-        images = keras.ops.image.resize(images, size, interpolation="bilinear",
-                                        antialias=True)
-    top = int(round((size[0] - crop) / 2.0))
-    left = int(round((size[1] - crop) / 2.0))
-    return images[..., top:top + crop, left:left + crop, :]
+    # The model's own graph, re-traced with every layer but `old` shared (a
+    # layer's `.input` would be ambiguous: insert_bam reuses layers).
+    traced = keras.models.clone_model(model, clone_function=lambda layer: layer,
+                                      call_function=call, recursive=True)
+    # `.input`/`.output`: the model's own structures (one tensor, not a list).
+    return keras.Model(traced.input, traced.output, name=name or model.name)

@@ -61,6 +61,14 @@ def build_parser():
         "--data-dir", metavar="DIR",
         help="tensorflow-datasets data directory for tfds:NAME sources")
     parser.add_argument(
+        "--image-view", choices=("auto", "center-crop", "resize"), default="auto",
+        help="how --representative-data images become the model's input: "
+             "center-crop resizes the shorter side to 256/224 of the input "
+             "and takes the central crop (ImageNet's evaluation, as training "
+             "evaluates photos); resize resizes straight, aspect not kept; "
+             "auto (default): center-crop for photos (ImageNet-like datasets, "
+             "images over 64 pixels), resize for the digits and CIFAR")
+    parser.add_argument(
         "--num-calibration-samples", type=int, default=500, metavar="N",
         help="calibration images for int8 (default 500); if an activation "
              "turns out constant, calibration is redone on all of them")
@@ -172,7 +180,8 @@ def _run(args, model=None):
     size, channels = _image_shape(model) if model is not None else (
         DEFAULT_IMAGE_SIZE, 3)
     calibration, held_out = load_images(args.representative_data, size, channels,
-                                        args.data_dir)
+                                        args.data_dir,
+                                        view=args.image_view.replace("-", "_"))
     about = {}
     if model is None:
         print(f"training the default model (BAM-SmallCNN) on {len(calibration)} "

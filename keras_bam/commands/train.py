@@ -46,11 +46,22 @@ def build_parser():
                "pad and crop, no flip. The learning rate scales linearly with "
                "the global batch size. Exit codes: 0 done, 2 bad input.")
     parser.add_argument(
-        "--model", default="small_cnn", metavar="NAME",
+        "--model", default=None, metavar="NAME",
         help="small_cnn (default, CIFAR-style, quick) or a keras.applications "
              f"model in snake case: {', '.join(m for m in models.MODELS if m != 'small_cnn')}")
-    parser.add_argument("--no-bam", dest="bam", action="store_false",
-                        help="train the baseline without BAM")
+    parser.add_argument(
+        "--init-from", metavar="PATH",
+        help="start from this model instead of building --model: a .keras "
+             "file, or the BAM authors' checkpoint (.pth, .pth.tar; reading "
+             "it needs pip install 'keras-bam[torch]') or a .npz state dict "
+             "of it. The model is trained as it is (its layers, BAM and "
+             "weights, its input size; rebuilt under the --mixed-precision "
+             "policy), with a new, untrained classifier when the dataset's "
+             "class count differs; "
+             "--model, --no-bam, --weights and the BAM options do not combine "
+             "with it")
+    parser.add_argument("--no-bam", dest="bam", action="store_const", const=False,
+                        default=None, help="train the baseline without BAM")
     parser.add_argument("--weights", choices=("imagenet",), default=None,
                         help="start the backbone from ImageNet weights "
                              "(downloaded by Keras; default: random)")
@@ -58,7 +69,7 @@ def build_parser():
     for flag, (_, kind, text) in BAM_FLAGS.items():
         group.add_argument(flag, type=kind, default=None, help=text)
     group.add_argument("--attention", choices=("both", "channel", "spatial"),
-                       default="both",
+                       default=None,
                        help="both gates (default), or one alone (the paper's "
                             "ablation)")
     parser.add_argument(
@@ -71,7 +82,8 @@ def build_parser():
                              "DIR/downloads/manual)")
     parser.add_argument("--image-size", type=int, default=None, metavar="PX",
                         help="training resolution (default: the dataset's, "
-                             "224 for ImageNet-like data)")
+                             "224 for ImageNet-like data; with --init-from the "
+                             "model's input size)")
     parser.add_argument("--epochs", type=int, default=None,
                         help="epochs (default: the recipe's: 200 CIFAR, 90 "
                              "ImageNet, 30 digits)")
@@ -122,12 +134,13 @@ def config_from_args(args):
     bam_options = {name: getattr(args, flag[2:].replace("-", "_"))
                    for flag, (name, _, _) in BAM_FLAGS.items()
                    if getattr(args, flag[2:].replace("-", "_")) is not None}
-    if args.attention != "both":
+    if args.attention not in (None, "both"):
         bam_options["use_" + ("spatial" if args.attention == "channel"
                               else "channel") + "_gate"] = False
     return RunConfig(
         output=args.output, model=args.model, bam=args.bam,
-        bam_options=bam_options, weights=args.weights, dataset=args.dataset,
+        bam_options=bam_options, weights=args.weights, init_from=args.init_from,
+        dataset=args.dataset,
         data_dir=args.data_dir, image_size=args.image_size, epochs=args.epochs,
         steps_per_epoch=args.steps_per_epoch, batch_size=args.batch_size,
         learning_rate=args.learning_rate, strategy=args.strategy,
@@ -144,6 +157,18 @@ def main(argv=None):
 
     flags = common.flag_names(parser)
     flags.update({"bam_options": "BAM option", "bam": "--no-bam"})
+    if args.init_from is not None:
+        given = [flag for flag, value in (("--model", args.model), ("--no-bam", args.bam),
+                                          ("--weights", args.weights),
+                                          ("--attention", args.attention))
+                 if value is not None]
+        given += [flag for flag in BAM_FLAGS
+                  if getattr(args, flag[2:].replace("-", "_")) is not None]
+        if given:
+            return common.bad_input(
+                f"--init-from trains the model in {args.init_from} as it is; "
+                f"{' and '.join(given)} would describe another model. Leave "
+                f"{'it' if len(given) == 1 else 'them'} out, or leave out --init-from.")
     try:
         # BAM's own options are checked by BAM, the data by its reader.
         validate.numbers(args, {"--epochs": (1,), "--steps-per-epoch": (1,),

@@ -3,6 +3,8 @@
 - `sources`: the source strings (`resolve_source`), shared errors.
 - `reader`: a source's training and held-out splits as `tf.data`.
 - `images`: the same splits in memory at a model's input size.
+- `views`: how an image meets that size: resized straight, or the centre
+  crop of photos that training evaluates and export calibrates on.
 - `preprocessing`: pixels in [0, 255] to what a network was trained on.
 - `digits`: the embedded offline dataset.
 """

@@ -7,12 +7,9 @@ threads map them. Images come in as (H, W, C) uint8 or float32 and leave as
 float32 in [0, 255].
 """
 
-import math
-
 import tensorflow as tf
 
-# ImageNet's evaluation resize: 256 for a 224 crop.
-EVAL_RESIZE_RATIO = 256 / 224
+from keras_bam.data import views
 
 
 def pad_pixels(side):
@@ -23,10 +20,7 @@ def pad_pixels(side):
 def resize(image, image_size):
     """Bilinear resize to `image_size` (height, width), aspect not kept (as
     `keras.utils.image_dataset_from_directory`); float32 in [0, 255]."""
-    image = tf.cast(image, tf.float32)
-    if tuple(image.shape[:2]) != tuple(image_size):
-        image = tf.image.resize(image, image_size, "bilinear")
-    return tf.clip_by_value(image, 0.0, 255.0)
+    return views.apply_view(image, image_size, "resize")
 
 
 def cifar_train(image, seed, flip=True):
@@ -73,19 +67,8 @@ def imagenet_train(image, seed, image_size, area_range=(0.08, 1.0),
 
 
 def imagenet_eval(image, image_size):
-    """ImageNet evaluation: resize, keeping the aspect ratio, so that the
-    image covers `image_size * 256 / 224` (the shorter side to 256 for 224),
-    then take the central `image_size`. Deterministic."""
-    height, width = image_size
-    target_h = math.ceil(height * EVAL_RESIZE_RATIO)
-    target_w = math.ceil(width * EVAL_RESIZE_RATIO)
-    shape = tf.cast(tf.shape(image)[:2], tf.float32)
-    scale = tf.maximum(target_h / shape[0], target_w / shape[1])
-    new_h = tf.maximum(target_h, tf.cast(tf.round(shape[0] * scale), tf.int32))
-    new_w = tf.maximum(target_w, tf.cast(tf.round(shape[1] * scale), tf.int32))
-    image = tf.image.resize(tf.cast(image, tf.float32), tf.stack([new_h, new_w]),
-                            "bilinear", antialias=True)
-    top, left = (new_h - height) // 2, (new_w - width) // 2
-    image = tf.slice(image, tf.stack([top, left, 0]), [height, width, -1])
-    image = tf.ensure_shape(image, (height, width, image.shape[-1]))
-    return tf.clip_by_value(image, 0.0, 255.0)
+    """ImageNet evaluation: the shorter side resized to `image_size * 256 /
+    224` (256 for 224), then the central `image_size` (torchvision's
+    Resize + CenterCrop, `keras_bam.data.views.resize_and_center_crop`).
+    Deterministic; works on images of any size."""
+    return views.apply_view(image, image_size, "center_crop")

@@ -27,6 +27,7 @@ from keras_bam.data.sources import (
     describe_sources,
     resolve_source,
 )
+from keras_bam.data.views import is_photo_source
 from keras_bam.training import augment
 from keras_bam.training.recipes import get_recipe
 
@@ -35,8 +36,6 @@ logger = logging.getLogger(__name__)
 CACHE_LIMIT_BYTES = 4 << 30  # per split, as uint8 pixels
 SHUFFLE_LIMIT_BYTES = 1 << 30
 NOMINAL_PHOTO_BYTES = 500 * 375 * 3  # a decoded ImageNet photo, on average
-# The recipe each kind of known images trains with (`KnownDataset.images`).
-RECIPE_BY_IMAGES = {"digits": "digits", "small": "cifar", "photos": "imagenet"}
 
 __all__ = ["DATASETS", "DataError", "DataInfo", "default_recipe", "describe_sources",
            "make_datasets", "resolve_source"]
@@ -59,12 +58,13 @@ class DataInfo:
 
 def default_recipe(source, image_size, stored_size=None):
     """The recipe a source trains with by default: the digits "digits",
-    CIFAR and images up to 64 pixels "cifar", ImageNet-like photos and
-    larger images "imagenet"."""
-    known = (source if hasattr(source, "known") else resolve_source(source)).known
-    if known is not None:
-        return RECIPE_BY_IMAGES[known.images]
-    return "cifar" if max(stored_size or image_size) <= 64 else "imagenet"
+    photos "imagenet" and other images "cifar", photos being what
+    `keras_bam.data.views.is_photo_source` says (ImageNet-like datasets, and
+    images larger than 64 pixels); their evaluation is the centre crop."""
+    source = source if hasattr(source, "known") else resolve_source(source)
+    if source.known is not None and source.known.images == "digits":
+        return "digits"
+    return "imagenet" if is_photo_source(source, image_size, stored_size) else "cifar"
 
 
 def make_datasets(source, *, image_size, channels, global_batch_size,

@@ -1,16 +1,21 @@
 """One training run: configuration, output folder, and what it leaves there.
 
-`run(config)` is what `python examples/train.py` does. In `config.output`:
+`run(config)` is what `python examples/train.py` does: it builds a model
+(`config.model`, with BAM) or starts from one in a file (`config.init_from`:
+a `.keras` model or the BAM authors' checkpoint, fine-tuned with a new
+classifier when the classes differ), and trains it. In `config.output`:
 
 - `config.json`: the resolved configuration (every option, the strategy
   and replica count, the learning rate after scaling, the precision).
   A second run with the same identity (model, data, batch, learning rate,
-  seed, ...) resumes the first; a different one is refused.
+  seed, the `init_from` file and its SHA-256, ...) resumes the first; a
+  different one is refused.
 - `checkpoints/`: model, optimizer and epoch after every epoch.
 - `history.csv`: one row per epoch (loss, accuracy, evaluation loss and
   top-1/top-5 error, learning rate, images per second).
 - `logs/`: the same scalars for TensorBoard (`tensorboard --logdir`).
-- `model.keras`: the trained model in float32, ready for
+- `model.keras`: the trained model in float32 (under mixed precision the
+  model trained is a copy of it computing in float16 or bfloat16), ready for
   `export/to_tflite.py --model`.
 - `metrics.json`: final top-1 and top-5 error, training images per second,
   parameters and MACs (with BAM's share).
@@ -25,6 +30,7 @@ import hashlib
 import json
 import logging
 import math
+import os
 import pathlib
 import statistics
 
@@ -39,8 +45,8 @@ from keras_bam.training import strategy as strategies
 
 # Options that define a run. Two invocations that agree on these are the
 # same run (the second resumes the first); `epochs` may change with `resume`.
-IDENTITY = ("model", "bam", "bam_options", "weights", "dataset", "image_size",
-            "batch_size", "learning_rate", "steps_per_epoch", "seed")
+IDENTITY = ("model", "bam", "bam_options", "weights", "init_from", "dataset",
+            "image_size", "batch_size", "learning_rate", "steps_per_epoch", "seed")
 
 
 logger = logging.getLogger(__name__)
@@ -52,11 +58,24 @@ class RunError(ValueError):
 
 @dataclasses.dataclass
 class RunConfig:
+    """What `run` does; see the module doc and `docs/training.md`.
+
+    The model is either built: `model` (default "small_cnn", a key of
+    `keras_bam.training.models.MODELS`), with BAM unless `bam` is False,
+    `bam_options` for every BAM, `weights` None or "imagenet"; or loaded:
+    `init_from`, the path of a `.keras` model or of the BAM authors'
+    checkpoint (`.pth`, `.pth.tar`, `.npz`), trained as it is, with a new
+    classifier when the dataset's class count differs and its input size as
+    `image_size`. The two are exclusive: with `init_from`, `model`, `bam`,
+    `bam_options` and `weights` stay unset (None).
+    """
+
     output: str
-    model: str = "small_cnn"
-    bam: bool = True
+    model: str | None = None  # None: "small_cnn", unless init_from
+    bam: bool | None = None  # None: True, unless init_from
     bam_options: dict = dataclasses.field(default_factory=dict)
     weights: str | None = None
+    init_from: str | None = None
     dataset: str | None = None
     data_dir: str | None = None
     image_size: int | None = None
@@ -76,9 +95,42 @@ class RunConfig:
         return {key: getattr(self, key) for key in IDENTITY}
 
 
-def read_saved_run(config):
+def resolve_start(config):
+    """`config` with the model's fields resolved: built ("small_cnn" and BAM
+    by default) or loaded from `init_from` (made absolute, the build fields
+    left None). Refuses build fields set together with `init_from`: they
+    would describe another model than the file's."""
+    if config.init_from is None:
+        return dataclasses.replace(
+            config, model="small_cnn" if config.model is None else config.model,
+            bam=True if config.bam is None else config.bam)
+    if not isinstance(config.init_from, (str, os.PathLike)):
+        raise RunError("`init_from` must be the path of a model file. Received: "
+                       f"{config.init_from!r}.")
+    given = [f"`{name}`" for name in ("model", "bam", "bam_options", "weights")
+             if getattr(config, name) not in (None, {})]
+    if given:
+        raise RunError(
+            f"`init_from` trains the model in {config.init_from} as it is; "
+            f"{' and '.join(given)} would describe another model. Leave "
+            f"{'it' if len(given) == 1 else 'them'} out, or leave out `init_from`.")
+    return dataclasses.replace(config, init_from=os.path.abspath(config.init_from))
+
+
+def file_digest(path):
+    """SHA-256 of a file, in hex."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_saved_run(config, init_digest=None):
     """The configuration saved in `config.output` (a dict), None for a new
     folder; refuses a folder that holds something else or a different run.
+    `init_digest`: the SHA-256 of `config.init_from`, which must be the
+    saved run's (the same path holding another model is another run).
 
     Runs before anything is built. The epoch count is checked later, by
     `check_epochs`, once the recipe has given its default.
@@ -104,6 +156,10 @@ def read_saved_run(config):
             f"`output` {path} holds a different run (it differs in "
             f"{', '.join(differing)}); choose a new `output`, or repeat that "
             "run's options to resume it.")
+    if init_digest is not None and saved.get("init_from_sha256") != init_digest:
+        raise RunError(
+            f"`output` {path} holds a run that started from another "
+            f"{config.init_from} (the file changed since); choose a new `output`.")
     return saved
 
 
@@ -186,10 +242,19 @@ def run(config):
     if not isinstance(config.seed, int) or not 0 <= config.seed < 2**32:
         raise RunError(f"`seed` must be an integer from 0 to {2**32 - 1}. "
                        f"Received: {config.seed!r}.")
-    if config.model not in models.MODELS:
-        raise RunError(f"Unknown `model` '{config.model}'. Choose one of: "
-                       f"{', '.join(models.MODELS)}.")
-    saved = read_saved_run(config)
+    config = resolve_start(config)
+    init_digest = None
+    if config.init_from is None:
+        if config.model not in models.MODELS:
+            raise RunError(f"Unknown `model` '{config.model}'. Choose one of: "
+                           f"{', '.join(models.MODELS)}.")
+    elif os.path.isfile(config.init_from):
+        init_digest = file_digest(config.init_from)
+    else:
+        raise RunError(f"`init_from` {config.init_from} does not exist. Give a "
+                       ".keras model, or the BAM authors' checkpoint (.pth, "
+                       ".pth.tar, .npz).")
+    saved = read_saved_run(config, init_digest)
     try:
         strategy, why = strategies.resolve_strategy(config.strategy)
     except strategies.StrategyError as error:
@@ -206,13 +271,29 @@ def run(config):
         BAM(**config.bam_options)
     except (TypeError, ValueError) as error:
         raise RunError(f"`bam_options`: {error}") from None
+    image_size, channels, start = config.image_size, 3, None
+    if config.init_from is not None:
+        # Loaded once, outside the strategy: the template that every model
+        # of the run (the one trained, the float32 one saved) is copied from.
+        try:
+            start = models.load_initial_model(config.init_from)
+        except models.ModelError as error:
+            raise RunError(str(error)) from None
+        (height, width), channels = models.input_shape(start)
+        if height is not None and width is not None:
+            if image_size is not None and (image_size, image_size) != (height, width):
+                raise RunError(
+                    f"`image_size` {image_size} conflicts with the input of the model "
+                    f"in `init_from` ({height} x {width}); leave `image_size` out: "
+                    "the model's input size is the one trained.")
+            image_size = (height, width)
     num_gpus = len(tf.config.list_logical_devices("GPU"))
     policy, jit = resolve_precision(config, "tpu" if "TPU" in strategy_name else "",
                                     num_gpus)
     try:
         train_data, eval_data, info = data.make_datasets(
-            config.dataset, image_size=config.image_size or default_image_size(config),
-            channels=3, global_batch_size=config.batch_size,
+            config.dataset, image_size=image_size or default_image_size(config),
+            channels=channels, global_batch_size=config.batch_size,
             data_dir=config.data_dir, seed=config.seed)
     except data.DataError as error:
         raise RunError(str(error)) from None
@@ -237,6 +318,7 @@ def run(config):
             f"{recipe.base_learning_rate} x {config.batch_size} / "
             f"{recipe.reference_batch_size} (linear scaling)"),
         "recipe": dataclasses.asdict(recipe), "dtype_policy": policy or "float32",
+        "init_from_sha256": init_digest,
         "jit_compile": jit, "sync_batch_norm": config.sync_batch_norm and replicas > 1,
         "dataset": {"source": info.source, "num_classes": info.num_classes,
                     "num_train": info.num_train, "num_eval": info.num_eval,
@@ -254,12 +336,24 @@ def run(config):
                 "(%s), precision %s, XLA %s", config.epochs, steps, config.batch_size,
                 base_lr, resolved["learning_rate_rule"], policy or "float32",
                 "on" if jit else "off")
+    if start is not None:
+        try:
+            start = models.with_classes(start, info.num_classes, seed=config.seed)
+        except models.ModelError as error:
+            raise RunError(str(error)) from None
+        logger.info("model: %s from %s, %d classes%s", start.name, config.init_from,
+                    info.num_classes, "" if policy is None else
+                    f", rebuilt under {policy}")
     keras.mixed_precision.set_global_policy(policy or "float32")
 
     def build_model(synchronized=resolved["sync_batch_norm"]):
-        model = models.build_model(
-            config.model, info.num_classes, info.image_size, bam=config.bam,
-            weights=config.weights, bam_options=config.bam_options, seed=config.seed)
+        if start is not None:  # in the strategy's scope, under the run's policy
+            model = models.rebuild(start)
+        else:
+            model = models.build_model(
+                config.model, info.num_classes, info.image_size, bam=config.bam,
+                weights=config.weights, bam_options=config.bam_options,
+                seed=config.seed)
         if synchronized:
             synchronize_batch_norm(model)
         return model

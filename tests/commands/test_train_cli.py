@@ -322,3 +322,59 @@ def test_train_on_a_tfds_dataset_offline_through_mock_data(tmp_path):
     assert config["learning_rate"] == pytest.approx(0.1 * 16 / 128)
     metrics = json.loads((output / "metrics.json").read_text())
     assert 0 <= metrics["top1_error"] <= 1
+
+
+@pytest.fixture(scope="module")
+def init_from_files(tmp_path_factory):
+    """A .keras image classifier, a model that takes no images, and two
+    files that are no models."""
+    from keras_bam.training.models import build_model
+
+    folder = tmp_path_factory.mktemp("init_from")
+    build_model("small_cnn", 4, 16, seed=1).save(folder / "cnn.keras")
+    inputs = keras.Input((10,))
+    keras.Model(inputs, keras.layers.Dense(3)(inputs)).save(folder / "vector.keras")
+    (folder / "garbage.keras").write_bytes(b"not a zip file")
+    (folder / "garbage.pth").write_bytes(b"not a pickle")
+    return folder
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--init-from", "{d}/none.keras"], "--init-from {d}/none.keras does not exist. Give a "
+                                        ".keras model, or the BAM authors' checkpoint"),
+    (["--init-from", "{d}/garbage.keras"], "--init-from {d}/garbage.keras cannot be read as "
+                                           "a .keras model, or the BAM authors' checkpoint"),
+    (["--init-from", "{d}/garbage.pth"], "--init-from {d}/garbage.pth cannot be read as a "
+                                         ".keras model"),
+    (["--init-from", "{d}/vector.keras"], "is not an image model: its inputs are "
+                                          "[(None, 10)], expected one (batch, height,"),
+    (["--init-from", "{d}/cnn.keras", "--image-size", "32"],
+     "--image-size 32 conflicts with the input of the model in --init-from (16 x 16)"),
+    (["--init-from", "{d}/cnn.keras", "--model", "small_cnn", "--no-bam"],
+     "--init-from trains the model in {d}/cnn.keras as it is; --model and --no-bam would "
+     "describe another model. Leave them out"),
+    (["--init-from", "{d}/cnn.keras", "--attention", "both"], "; --attention would describe"),
+    (["--init-from", "{d}/cnn.keras", "--reduction-ratio", "8"], "; --reduction-ratio would"),
+])
+def test_init_from_bad_input_gets_one_line_and_exit_2(init_from_files, tmp_path, capsys,
+                                                      argv, message):
+    folder = init_from_files
+    argv = [a.format(d=folder) for a in argv]
+    code = cli.main(TINY[:-3] + ["--no-progress", "--epochs", "1", "--output",
+                                 str(tmp_path / "r")] + argv)
+    err = capsys.readouterr().err
+    assert code == 2 and message.format(d=folder) in err, err
+    assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "r" / "model.keras").exists()
+
+
+def test_init_from_a_pytorch_file_without_torch_says_how_to_install_it(
+        tmp_path, capsys, monkeypatch):
+    (tmp_path / "their.pth.tar").write_bytes(b"\x80\x02")
+    monkeypatch.setitem(sys.modules, "torch", None)  # import torch fails
+    code = cli.main(["--init-from", str(tmp_path / "their.pth.tar"), "--output",
+                     str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "needs torch, which is not installed" in err
+    assert "pip install \"keras-bam[torch]\"" in err

@@ -465,3 +465,24 @@ def test_without_mediapipe_the_report_says_so_in_one_line(untrained, digits, tmp
     lines = str(report).splitlines()
     assert sum(line.startswith("MediaPipe Tasks") for line in lines) == 1
     assert (tmp_path / "m.tflite").read_bytes()[-22:-18] != b"PK\x05\x06"  # no zip
+
+
+@pytest.mark.parametrize("flags, view", [([], "auto"), (["--image-view", "center-crop"],
+                                                         "center_crop"),
+                                         (["--image-view", "resize"], "resize")])
+def test_image_view_reaches_load_images(tmp_path, capsys, monkeypatch, flags, view):
+    """--image-view is load_images' `view` (its "auto": the centre crop for
+    photos, as training evaluates them); stopped there, nothing written."""
+    from keras_bam.data import images
+    from keras_bam.data.sources import DataError
+
+    seen = {}
+
+    def stop(*args, **kwargs):
+        seen.update(kwargs)
+        raise DataError("stopped before reading")
+
+    monkeypatch.setattr(images, "load_images", stop)
+    code, _, err = run_cli(["--output", tmp_path / "m.tflite"] + flags, capsys)
+    assert code == 2 and "stopped before reading" in err
+    assert seen["view"] == view and not list(tmp_path.iterdir())
