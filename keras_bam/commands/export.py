@@ -258,7 +258,7 @@ def _export_qat(model, args, calibration, options, about):
     probe = calibration.images[:8]
     comparison = {}
     if held_out is not None and held_out.labels is not None:
-        predictions = model.predict(held_out.images, batch_size=64, verbose=0)
+        predictions = verify.keras_outputs(model, held_out.images)
         comparison["float_before_qat"] = float(
             np.mean(np.argmax(predictions, -1) == held_out.labels))
         classifier, _ = app.with_probabilities(model, probe)
