@@ -1,5 +1,10 @@
+import contextlib
 import gc
+import json
 import os
+import pathlib
+import subprocess
+import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -7,6 +12,8 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 # TensorFlow looks for a GPU once per process, the first time devices are
 # asked for, and logs "failed call to cuInit" (an error-level line, which
@@ -64,36 +71,61 @@ def pixel_model(seed=0, **bam_kwargs):
     return keras.Model(inputs, net(x), name="pixels_cnn")
 
 
-@pytest.fixture(scope="session")
-def default_model(digit_images, tmp_path_factory):
-    """The export command's default model (BAM-SmallCNN, 6 epochs on the
-    digits, about 97 % held-out accuracy), trained once per session: its
-    int8 file agrees with it on >= 99 % of the held-out digits, so the
-    export tests can keep the default minimum agreement."""
-    from keras_bam.commands.common import train_default_model
-
-    training, _ = digit_images
-    worker = os.environ.get("PYTEST_XDIST_WORKER")
+@contextlib.contextmanager
+def _once_per_run(tmp_path_factory, name):
+    """(folder, first): a folder that every xdist worker of this run shares,
+    and whether this worker is the first to hold it; the block runs under a
+    file lock, so the first one fills the folder and the others wait, then
+    find it filled. Without xdist (or file locks) the folder is this
+    session's own."""
     try:
         import fcntl
-    except ImportError:  # no file locks: every worker trains its own
+    except ImportError:
         fcntl = None
-    if worker is None or fcntl is None:
-        return train_default_model(training, epochs=6, seed=0)
-    # Under xdist the workers of one run share a temporary folder: the first
-    # trains and saves the model, the others load it (a minute saved).
-    import keras_bam.layers  # noqa: F401 - registers BAM for loading
-    from keras_bam.atomic import save_model_atomically
-
-    shared = tmp_path_factory.getbasetemp().parent
-    path = shared / "default_model.keras"
-    with open(shared / "default_model.lock", "w") as lock:
+    if os.environ.get("PYTEST_XDIST_WORKER") is None or fcntl is None:
+        yield tmp_path_factory.mktemp(name), True
+        return
+    folder = tmp_path_factory.getbasetemp().parent / name
+    with open(f"{folder}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if path.exists():
-            return keras.saving.load_model(path)
-        model = train_default_model(training, epochs=6, seed=0)
-        save_model_atomically(model, path)
-        return model
+        first = not folder.exists()
+        folder.mkdir(exist_ok=True)
+        yield folder, first
+
+
+@pytest.fixture(scope="session")
+def default_export(tmp_path_factory):
+    """`python export/to_tflite.py` as the README gives it, in a fresh
+    process, run once per test run (shared by the xdist workers), with only
+    its output redirected into a folder: `default.tflite`, its labels,
+    `report.json` and `default.keras` (--save-model: the default model it
+    trained, BAM-SmallCNN, 6 epochs on the digits, about 97 % held-out
+    accuracy). Returns (folder, {"returncode", "stdout", "stderr"})."""
+    with _once_per_run(tmp_path_factory, "default_export") as (folder, first):
+        result_path = folder / "result.json"
+        if first or not result_path.exists():
+            child = subprocess.run(
+                [sys.executable, "export/to_tflite.py",
+                 "--output", str(folder / "default.tflite"),
+                 "--report", str(folder / "report.json"),
+                 "--save-model", str(folder / "default.keras")],
+                cwd=ROOT, capture_output=True, text=True, timeout=900)
+            result_path.write_text(json.dumps({
+                "returncode": child.returncode, "stdout": child.stdout,
+                "stderr": child.stderr}))
+        return folder, json.loads(result_path.read_text())
+
+
+@pytest.fixture(scope="session")
+def default_model(default_export):
+    """The export command's default model, as `default_export` trained and
+    saved it: its int8 file agrees with it on >= 99 % of the held-out
+    digits, so the export tests can keep the default minimum agreement."""
+    import keras_bam.layers  # noqa: F401 - registers BAM for loading
+
+    folder, result = default_export
+    assert result["returncode"] == 0, result["stderr"][-3000:]
+    return keras.saving.load_model(folder / "default.keras")
 
 
 @pytest.fixture(scope="session")

@@ -111,6 +111,12 @@ def build_parser():
         "--epochs", type=int, default=6,
         help="training epochs of the default model (default 6)")
     parser.add_argument(
+        "--save-model", metavar="PATH.keras",
+        help="without --model: also save the default model it trains (Keras, "
+             "float32, takes pixels 0..255, logits out), written only when the "
+             "export passes, e.g. for --model, examples/visualize_attention.py "
+             "or fine-tuning")
+    parser.add_argument(
         "--qat-epochs", type=int, default=QAT_EPOCHS, metavar="N",
         help="with --quantization qat: fine-tuning epochs on the training "
              f"split (default {QAT_EPOCHS})")
@@ -199,6 +205,7 @@ def _run(args, model=None):
                          f"{size[0]} x {size[1]}, returns class probabilities."),
             version=f"keras_bam {__version__}", author="keras_bam",
             license="Apache-2.0")
+    trained = model if args.model is None else None
     model = with_preprocessing(model, args.preprocessing)
     labels_path = args.labels or _default_labels_path(args.output)
     options = dict(held_out=held_out, batch_size=None if args.dynamic_batch else 1,
@@ -222,9 +229,15 @@ def _run(args, model=None):
         from keras_bam.atomic import write_atomically
 
         write_atomically(labels_path, "\n".join(calibration.class_names) + "\n")
+    if args.save_model:
+        from keras_bam.atomic import save_model_atomically
+
+        save_model_atomically(trained, args.save_model)
     print(report)
     if calibration.class_names:
         print(f"{'labels':<22}{labels_path}")
+    if args.save_model:
+        print(f"{'Keras model':<22}{args.save_model}")
     print(f"{'total time':<22}{time.perf_counter() - start:.1f} s")
     return common.OK
 

@@ -244,6 +244,16 @@ def _check_export(args):
             # Beside the .tflite is fine: that folder is created with it.
             same = os.path.dirname(os.path.abspath(path)) == output_folder
             output_file(path, flag, create_folder=same)
+    if args.save_model is not None:
+        if args.model:
+            raise InputError(
+                "--save-model saves the default model that the command trains; "
+                f"with --model {args.model} there is none: drop --save-model.")
+        if not args.save_model.endswith(".keras"):
+            raise InputError(f"--save-model {args.save_model} must end in .keras "
+                             "(Keras saves models in that format).")
+        same = os.path.dirname(os.path.abspath(args.save_model)) == output_folder
+        output_file(args.save_model, "--save-model", create_folder=same)
     model = None
     if args.model:
         model_file(args.model)

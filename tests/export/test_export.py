@@ -7,6 +7,7 @@ import pathlib
 import re
 import subprocess
 import sys
+import types
 
 import keras
 import numpy as np
@@ -321,20 +322,23 @@ TF_LOG_LINE = re.compile(
 
 
 @pytest.mark.slow
-def test_default_command_runs_offline_and_the_file_is_app_ready(tmp_path):
+def test_default_command_runs_offline_and_the_file_is_app_ready(default_export, tmp_path):
     """`python export/to_tflite.py` as the README gives it, in a fresh
-    process, with only the output redirected; then `examples/classify.py`
-    on the file. Neither prints a TensorFlow log line."""
-    output = tmp_path / "default.tflite"
-    result = subprocess.run(
-        [sys.executable, "export/to_tflite.py", "--output", str(output),
-         "--report", str(tmp_path / "report.json")],
-        cwd=ROOT, capture_output=True, text=True, timeout=600)
+    process, with only the output redirected (the `default_export` fixture,
+    which every export test's default model comes from); then
+    `examples/classify.py` on the file. Neither prints a TensorFlow log
+    line."""
+    folder, result = default_export
+    output = folder / "default.tflite"
+    result = types.SimpleNamespace(**result)
     assert result.returncode == 0, result.stderr[-2000:]
     assert not TF_LOG_LINE.search(result.stdout + result.stderr), (
         result.stdout + result.stderr)
     assert result.stderr == ""
-    report = json.loads((tmp_path / "report.json").read_text())
+    report = json.loads((folder / "report.json").read_text())
+    # --save-model: the model it trained, written beside, said in the report.
+    assert (folder / "default.keras").is_file()
+    assert f"Keras model           {folder / 'default.keras'}" in result.stdout
     assert report["quantization"] == "int8" and report["float_ops"] == []
     assert report["input_type"] == "uint8" and report["softmax_appended"]
     # uint8 in and out, probabilities out: the two QUANTIZE and the int8
@@ -345,7 +349,7 @@ def test_default_command_runs_offline_and_the_file_is_app_ready(tmp_path):
     assert report["size_ratio"] <= 0.36
     assert [name for name, _, _ in report["bam_layers"]] == [
         "small_cnn/stage1_block1_relu_bam", "small_cnn/stage2_block1_relu_bam"]
-    assert (tmp_path / "default.labels.txt").read_text().split() == [
+    assert (folder / "default.labels.txt").read_text().split() == [
         str(i) for i in range(10)]
     assert "BAM share of MACs" in result.stdout
     assert report["metadata"].startswith("written")
@@ -383,6 +387,22 @@ def test_default_command_runs_offline_and_the_file_is_app_ready(tmp_path):
                              r" +\((\d+\.\d+) ms\)", line)
         assert match, line
         assert float(match[2]) >= float(match[4])  # sorted by probability
+
+
+@pytest.mark.parametrize("extra, pattern", [
+    (["--model", "m.keras"], r"--save-model saves the default model .* drop --save-model"),
+    ([], r"--save-model .*model\.h5 must end in \.keras"),
+])
+def test_save_model_is_refused_where_it_cannot_apply(tmp_path, capsys, extra, pattern):
+    """--save-model: with --model there is no trained model to save; a name
+    Keras cannot save to is refused before any training."""
+    (tmp_path / "m.keras").write_bytes(b"")
+    save = "model.h5" if not extra else "model.keras"
+    args = ["--output", tmp_path / "x.tflite", "--save-model", tmp_path / save]
+    args += [tmp_path / a if a.endswith(".keras") else a for a in extra]
+    code, _, err = run_cli(args, capsys)
+    assert_usage_error(code, err, pattern, tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.keras"]
 
 
 @pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
