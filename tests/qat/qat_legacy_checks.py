@@ -1,13 +1,12 @@
 """The legacy-Keras half of tests/qat/test_qat.py, run as its own process.
 
-    TF_USE_LEGACY_KERAS=1 python tests/qat/qat_legacy_checks.py PART OUT.json
+    TF_USE_LEGACY_KERAS=1 python tests/qat/qat_legacy_checks.py OUT.json
 
-PART is "bam" (the block against the NumPy reference, the twin and the
-weights back, the input quantizer's fixed range) or "applications"
-(keras.applications models with BAM carried to tf_keras: the placement,
-the blocks' parameters, the tf_keras graph read by keras_bam's walker,
-tfmot taking the blocks): two processes, so that two pytest workers can
-run them side by side.
+It checks the BAM block against the NumPy reference, the twin and the
+weights back, the input quantizer's fixed range, and keras.applications
+models with BAM carried to tf_keras (the placement, the blocks' parameters,
+the tf_keras graph read by keras_bam's walker, tfmot taking the blocks), in
+one process: TensorFlow, tf_keras and tfmot start once.
 
 tests/qat/test_qat.py starts it (importing tf_keras or tfmot would switch the
 pytest process to legacy Keras), reads the measurements it writes, and
@@ -240,17 +239,17 @@ def applications():
     return found
 
 
-def main(part, path):
+def main(path):
+    """Every check, in one child process (TensorFlow, tf_keras and tfmot
+    start once); the results as JSON in `path`."""
     import numpy as np
 
     rng = np.random.default_rng(1807_06514)
-    if part == "bam":
-        results = {"block_errors": block_against_reference(rng),
-                   "twins": twin_and_back(rng),
-                   "input_quantizer": input_quantizer(rng),
-                   "input_quantizer_probe": INPUT_PROBE}
-    else:
-        results = {"applications": applications()}
+    results = {"block_errors": block_against_reference(rng),
+               "twins": twin_and_back(rng),
+               "input_quantizer": input_quantizer(rng),
+               "input_quantizer_probe": INPUT_PROBE,
+               "applications": applications()}
     with open(path, "w") as f:
         json.dump(results, f)
 

@@ -32,12 +32,13 @@ def bam_params(channels, min_hidden_channels=8, reduction_ratio=16):
     return 3 * channels * h + 18 * h * h + 8 * h + 2 * channels + 2
 
 
-def run_legacy_checks(part, folder):
-    """tests/qat/qat_legacy_checks.py PART in a legacy-Keras child process."""
-    out = folder / f"{part}.json"
+@pytest.fixture(scope="module")
+def legacy_results(tmp_path_factory):
+    """tests/qat/qat_legacy_checks.py in a legacy-Keras child process, once
+    for the tests below."""
+    out = tmp_path_factory.mktemp("legacy") / "results.json"
     child = subprocess.run(
-        [sys.executable, str(ROOT / "tests" / "qat" / "qat_legacy_checks.py"), part,
-         str(out)],
+        [sys.executable, str(ROOT / "tests" / "qat" / "qat_legacy_checks.py"), str(out)],
         cwd=ROOT / "tests", env=qat.legacy_environment(), capture_output=True,
         text=True, timeout=600)
     assert child.returncode == 0, child.stderr[-3000:]
@@ -45,8 +46,8 @@ def run_legacy_checks(part, folder):
 
 
 @pytest.mark.slow
-def test_legacy_bam_block_and_twin(tmp_path):
-    results = run_legacy_checks("bam", tmp_path)
+def test_legacy_bam_block_and_twin(legacy_results):
+    results = legacy_results
     # Paper, official + tanh, max with one dilated conv, spatial only; random
     # batch-norm statistics and biases: the block of standard tf_keras
     # layers computes the paper's formula.
@@ -86,10 +87,10 @@ PAPER_PLACEMENT = {  # README's placement table
 
 
 @pytest.mark.slow
-def test_placement_under_tf_keras(tmp_path):
+def test_placement_under_tf_keras(legacy_results):
     """The paper's bottlenecks, the parameters of the formula, one BAM
     output per anchor, and tfmot taking the blocks, on tf_keras models."""
-    results = run_legacy_checks("applications", tmp_path)["applications"]
+    results = legacy_results["applications"]
     assert sorted(results) == sorted(PAPER_PLACEMENT)
     for name, anchors in PAPER_PLACEMENT.items():
         found = results[name]
