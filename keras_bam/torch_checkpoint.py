@@ -24,8 +24,7 @@ import re
 import numpy as np
 
 from keras_bam.applications import residual_net
-from keras_bam.torch_weights import _expected as _bam_entries
-from keras_bam.torch_weights import load_torch_weights
+from keras_bam.torch_weights import load_torch_weights, torch_entries
 
 __all__ = [
     "CheckpointSpec",
@@ -462,7 +461,7 @@ def to_torch_state_dict(model):
     entries = [entry for layer in trunk for entry in _entries(layer)]
     for layer in bams:
         entries += [(f"{layer.name}.{name}", variable, convert, shape)
-                    for name, variable, convert, shape in _bam_entries(layer)]
+                    for name, variable, convert, shape in torch_entries(layer)]
     state_dict = {}
     for name, variable, _, torch_shape in entries:
         value = np.asarray(keras.ops.convert_to_numpy(variable), np.float32)

@@ -16,7 +16,7 @@ import re
 import keras
 import numpy as np
 
-__all__ = ["load_torch_weights", "torch_name"]
+__all__ = ["load_torch_weights", "torch_entries", "torch_name"]
 
 _CHANNEL = "channel_att.gate_c."
 _SPATIAL = "spatial_att.gate_s."
@@ -80,7 +80,7 @@ def torch_name(path):
     return None
 
 
-def _expected(layer):
+def torch_entries(layer):
     """(PyTorch name without prefix, Keras variable, layout change, shape in
     PyTorch's layout) entries, one per weight of `layer.named_sublayers()`."""
     entries = []
@@ -169,7 +169,7 @@ def _fitted_values(layer, ours, prefix):
     """{PyTorch name: value in Keras' layout} for every weight of the built
     `layer`, or a ValueError naming every entry that is missing, unexpected
     or mis-shaped."""
-    expected = _expected(layer)
+    expected = torch_entries(layer)
     expected_names = {name for name, _, _, _ in expected}
     missing = sorted(expected_names - set(ours))
     unexpected = sorted(set(ours) - expected_names)
@@ -260,6 +260,6 @@ def load_torch_weights(layer, state_dict, prefix=None):
         _build_for(twin, channels)
         values = _fitted_values(twin, ours, prefix)
         _build_for(layer, channels)
-    for name, variable, _, _ in _expected(layer):
+    for name, variable, _, _ in torch_entries(layer):
         variable.assign(values[name].astype(variable.dtype))
     return layer
