@@ -117,6 +117,27 @@ def default_export(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def fresh_import(tmp_path_factory):
+    """What `import keras_bam` alone leaves in a fresh process, measured once
+    per test run: {"modules": the optional heavy modules it imported,
+    "legacy_keras": TF_USE_LEGACY_KERAS, "keras": Keras' version}."""
+    code = (
+        "import json, os, sys, keras, keras_bam\n"
+        "print(json.dumps({'modules': sorted(m for m in ('torch', 'tf_keras', "
+        "'tensorflow_model_optimization', 'mediapipe') if m in sys.modules), "
+        "'legacy_keras': os.environ.get('TF_USE_LEGACY_KERAS'), "
+        "'keras': keras.__version__}))\n")
+    with _once_per_run(tmp_path_factory, "fresh_import") as (folder, _):
+        result_path = folder / "result.json"
+        if not result_path.exists():
+            child = subprocess.run([sys.executable, "-c", code], capture_output=True,
+                                   text=True, cwd=folder)
+            assert child.returncode == 0, child.stderr[-2000:]
+            result_path.write_text(child.stdout.strip().splitlines()[-1])
+        return json.loads(result_path.read_text())
+
+
+@pytest.fixture(scope="session")
 def default_model(default_export):
     """The export command's default model, as `default_export` trained and
     saved it: its int8 file agrees with it on >= 99 % of the held-out
