@@ -148,12 +148,14 @@ def test_a_malformed_tf_config_is_refused(tmp_path, capsys, monkeypatch):
     assert code == 2 and "TF_CONFIG" in capsys.readouterr().err
 
 
-def test_plot_training_draws_two_runs(finished_run, tmp_path):
+def test_plot_training_draws_two_runs(finished_run, tmp_path, capsys):
+    import runpy
+
     out = tmp_path / "curves.png"
-    result = subprocess.run([sys.executable, PLOT, str(finished_run), str(finished_run),
-                             "--output", str(out)], capture_output=True, text=True,
-                            env=env(), timeout=120)
-    assert result.returncode == 0, result.stderr
+    plot_training = runpy.run_path(PLOT)
+    code = plot_training["main"]([str(finished_run), str(finished_run), "--output",
+                                  str(out)])
+    assert code == 0, capsys.readouterr().err
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
