@@ -16,7 +16,6 @@ but runs no other code from the file.
 """
 
 import dataclasses
-import difflib
 import logging
 import os
 import re
@@ -24,7 +23,7 @@ import re
 import numpy as np
 
 from keras_bam.applications import residual_net
-from keras_bam.torch_weights import load_torch_weights, torch_entries
+from keras_bam.torch_weights import load_torch_weights, name_problems, torch_entries
 
 __all__ = [
     "CheckpointSpec",
@@ -305,20 +304,8 @@ def _load(model, state_dict):
         not has_top and key.startswith("fc."))
     bam_prefixes = tuple(f"{layer.name}." for layer in bams)
     expected = [entry for layer in trunk for entry in _entries(layer)]
-    expected_names = {name for name, _, _, _ in expected}
     given = {k for k in state_dict if not ignored(k) and not k.startswith(bam_prefixes)}
-    missing = sorted(expected_names - given)
-    unexpected = sorted(given - expected_names)
-
-    problems = []
-    if missing:
-        problems.append(f"missing: {', '.join(missing)}")
-    if unexpected:
-        hints = []
-        for key in unexpected:
-            close = difflib.get_close_matches(key, expected_names, n=1)
-            hints.append(key + (f" (did you mean {close[0]}?)" if close else ""))
-        problems.append(f"unexpected: {', '.join(hints)}")
+    problems = name_problems({name for name, _, _, _ in expected}, given)
     values = []
     for name, variable, convert, torch_shape in expected:
         if name not in state_dict:

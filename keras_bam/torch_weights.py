@@ -16,7 +16,7 @@ import re
 import keras
 import numpy as np
 
-__all__ = ["load_torch_weights", "torch_entries", "torch_name"]
+__all__ = ["load_torch_weights", "name_problems", "torch_entries", "torch_name"]
 
 _CHANNEL = "channel_att.gate_c."
 _SPATIAL = "spatial_att.gate_s."
@@ -165,14 +165,12 @@ def _shape_problem(name, value, variable, torch_shape):
     return problem
 
 
-def _fitted_values(layer, ours, prefix):
-    """{PyTorch name: value in Keras' layout} for every weight of the built
-    `layer`, or a ValueError naming every entry that is missing, unexpected
-    or mis-shaped."""
-    expected = torch_entries(layer)
-    expected_names = {name for name, _, _, _ in expected}
-    missing = sorted(expected_names - set(ours))
-    unexpected = sorted(set(ours) - expected_names)
+def name_problems(expected_names, given_names, prefix=""):
+    """["missing: ...", "unexpected: ..."] for the names of a state dict
+    against those a model expects (each shown with `prefix`); an unexpected
+    name comes with the closest expected one, as a hint at a typo."""
+    missing = sorted(set(expected_names) - set(given_names))
+    unexpected = sorted(set(given_names) - set(expected_names))
     problems = []
     if missing:
         problems.append(f"missing: {', '.join(prefix + m for m in missing)}")
@@ -182,6 +180,15 @@ def _fitted_values(layer, ours, prefix):
             close = difflib.get_close_matches(name, expected_names, n=1)
             hints.append(prefix + name + (f" (did you mean {close[0]}?)" if close else ""))
         problems.append(f"unexpected: {', '.join(hints)}")
+    return problems
+
+
+def _fitted_values(layer, ours, prefix):
+    """{PyTorch name: value in Keras' layout} for every weight of the built
+    `layer`, or a ValueError naming every entry that is missing, unexpected
+    or mis-shaped."""
+    expected = torch_entries(layer)
+    problems = name_problems({name for name, _, _, _ in expected}, ours, prefix)
 
     values = {}
     for name, variable, convert, torch_shape in expected:
