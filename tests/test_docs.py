@@ -281,7 +281,7 @@ def test_checks_pass_a_good_tree(tmp_path):
     ("docs/page.md", "[self](#no-such-heading)", "names no heading"),
     ("README.md", "[page](docs/page.md#no-such-heading)", "names no heading"),
     ("docs/page.md", "[up](../../outside.md)", "leads outside the repository"),
-    ("docs/page.md", "[shared](../../shared/PAPER.md)", "leads outside the repository"),
+    ("docs/page.md", "[shared](../../shared/notes.md)", "leads outside the repository"),
     ("docs/page.md", "[abs](/work/main/README.md)", "absolute path"),
 ])
 def test_link_check_finds_broken_links(tmp_path, page, text, found):
@@ -297,8 +297,8 @@ def test_links_inside_code_are_not_links(tmp_path):
 
 
 @pytest.mark.parametrize("line", [
-    "read /work/shared/PAPER.md first",
-    "see ../shared/STYLE.md",
+    "read /work/shared/notes.md first",
+    "see ../shared/guide.md",
     "python /home/someone/keras_bam/export/to_tflite.py",
     "[a file](file:///tmp/x.md)",
 ])
