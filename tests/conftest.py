@@ -21,7 +21,14 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 # so that the line is printed at start-up rather than inside whichever test
 # happens to come first, where a command's "one line on stderr" would
 # count it.
-tf.config.list_physical_devices()
+#
+# The CPU is split into two logical devices before TensorFlow starts its
+# runtime, so that MirroredStrategy with two replicas runs in the test
+# process itself (tests name "/cpu:0" and "/cpu:1"; everything else keeps
+# using "/cpu:0", TensorFlow's default) instead of in a fresh interpreter.
+tf.config.set_logical_device_configuration(
+    tf.config.list_physical_devices("CPU")[0],
+    [tf.config.LogicalDeviceConfiguration()] * 2)
 
 # TensorFlow and Keras leave some 370,000 objects that live as long as the
 # process: moved out of the collector's sight, a full collection (Python's
@@ -116,22 +123,40 @@ def default_export(tmp_path_factory):
         return folder, json.loads(result_path.read_text())
 
 
+_FRESH_IMPORT = """
+import json, os, sys
+HEAVY = ("torch", "tf_keras", "tensorflow_model_optimization", "mediapipe")
+def state():
+    import tensorflow as tf
+    return {"modules": sorted(m for m in HEAVY if m in sys.modules),
+            "legacy_keras": os.environ.get("TF_USE_LEGACY_KERAS"),
+            "keras": keras.__version__, "tf_keras": tf.keras.__version__}
+import keras, keras_bam
+alone = state()
+import keras_bam.qat, keras_bam.commands.export
+inputs = keras.Input((32, 32, 3))
+x = keras_bam.BAM()(keras.layers.Conv2D(8, 3)(inputs))
+model = keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(x))
+size = len(keras_bam.export.to_tflite(model, "float32"))
+print(json.dumps({"alone": alone, "after_export": {**state(), "tflite_bytes": size}}))
+"""
+
+
 @pytest.fixture(scope="session")
 def fresh_import(tmp_path_factory):
-    """What `import keras_bam` alone leaves in a fresh process, measured once
-    per test run: {"modules": the optional heavy modules it imported,
-    "legacy_keras": TF_USE_LEGACY_KERAS, "keras": Keras' version}."""
-    code = (
-        "import json, os, sys, keras, keras_bam\n"
-        "print(json.dumps({'modules': sorted(m for m in ('torch', 'tf_keras', "
-        "'tensorflow_model_optimization', 'mediapipe') if m in sys.modules), "
-        "'legacy_keras': os.environ.get('TF_USE_LEGACY_KERAS'), "
-        "'keras': keras.__version__}))\n")
+    """What a fresh process is left with, measured once per test run:
+    {"alone": after `import keras_bam` alone, "after_export": after also
+    importing keras_bam.qat and the export command and converting a BAM
+    model to a float32 .tflite ("tflite_bytes")}, each {"modules": the
+    optional heavy modules imported, "legacy_keras": TF_USE_LEGACY_KERAS,
+    "keras": Keras' version, "tf_keras": that of tf.keras}."""
     with _once_per_run(tmp_path_factory, "fresh_import") as (folder, _):
         result_path = folder / "result.json"
         if not result_path.exists():
-            child = subprocess.run([sys.executable, "-c", code], capture_output=True,
-                                   text=True, cwd=folder)
+            environ = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
+            child = subprocess.run([sys.executable, "-c", _FRESH_IMPORT],
+                                   capture_output=True, text=True, cwd=folder,
+                                   env=environ)
             assert child.returncode == 0, child.stderr[-2000:]
             result_path.write_text(child.stdout.strip().splitlines()[-1])
         return json.loads(result_path.read_text())

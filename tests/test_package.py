@@ -1,6 +1,7 @@
 """The package as a user meets it: imports and the README's examples."""
 
 import ast
+import json
 import os
 import pathlib
 import re
@@ -16,10 +17,12 @@ ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
 def test_import_leaves_keras_3_in_charge(fresh_import):
     """A fresh `import keras_bam` imports neither tfmot nor tf_keras (either
     would switch tf.keras to legacy Keras) and leaves Keras 3 in charge."""
-    assert "tensorflow_model_optimization" not in fresh_import["modules"]
-    assert "tf_keras" not in fresh_import["modules"]
-    assert fresh_import["legacy_keras"] is None
-    assert fresh_import["keras"].startswith("3."), fresh_import["keras"]
+    alone = fresh_import["alone"]
+    assert "tensorflow_model_optimization" not in alone["modules"]
+    assert "tf_keras" not in alone["modules"]
+    assert alone["legacy_keras"] is None
+    assert alone["keras"].startswith("3."), alone["keras"]
+    assert alone["tf_keras"] == alone["keras"], alone
 
 
 def test_package_never_uses_tf_keras():
@@ -37,16 +40,29 @@ def _readme_python_blocks():
     return re.findall(r"```python\n(.*?)```", text, flags=re.S)
 
 
+RUN_BLOCKS = """
+import json, sys, traceback
+for index, block in enumerate(json.load(sys.stdin)):
+    try:
+        exec(compile(block, f"README block {index + 1}", "exec"), {"__name__": "__main__"})
+    except BaseException:
+        traceback.print_exc()
+        sys.exit(f"README block {index + 1} failed")
+"""
+
+
 @pytest.mark.slow
 def test_readme_examples_run_as_written(tmp_path):
+    """Each python block, in order, in its own namespace, in one fresh
+    interpreter (a user's first `import keras_bam`; tests/test_docs.py runs
+    them here and checks what they print)."""
     blocks = _readme_python_blocks()
     assert blocks, "README.md has no ```python block"
-    for block in blocks:
-        result = subprocess.run(
-            [sys.executable, "-c", block],
-            capture_output=True, text=True, env=ENV, cwd=tmp_path,
-        )
-        assert result.returncode == 0, f"{block}\n---\n{result.stderr[-2000:]}"
+    result = subprocess.run(
+        [sys.executable, "-c", RUN_BLOCKS], input=json.dumps(blocks),
+        capture_output=True, text=True, env=ENV, cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
 
 
 # ------------------------------------------------------------ the sources

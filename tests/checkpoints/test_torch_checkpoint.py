@@ -281,7 +281,7 @@ def test_unreadable_files(tmp_path):
 
 
 def test_importing_keras_bam_does_not_import_torch(fresh_import):
-    assert "torch" not in fresh_import["modules"]
+    assert "torch" not in fresh_import["alone"]["modules"]
 
 
 @pytest.mark.parametrize(

@@ -113,30 +113,16 @@ def keras3_is_in_charge():
     assert tf.keras.__version__.startswith("3"), tf.keras.__version__
 
 
-def test_import_and_export_leave_keras3_in_charge(tmp_path):
-    """A fresh process: import keras_bam (and its qat module and the export
-    command), run an export; tf.keras is still Keras 3, nothing legacy
-    imported, the environment untouched."""
-    script = f"""
-import sys
-import keras
-import keras_bam, keras_bam.qat, keras_bam.commands.export
-sys.path.insert(0, {str(ROOT / "tests" / "qat")!r})
-import test_qat
-inputs = keras.Input((32, 32, 3))
-x = keras_bam.BAM()(keras.layers.Conv2D(8, 3)(inputs))
-model = keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(x))
-with open({str(tmp_path / "m.tflite")!r}, "wb") as f:
-    f.write(keras_bam.export.to_tflite(model, "float32"))
-test_qat.keras3_is_in_charge()
-print("ok", keras.__version__)
-"""
-    env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
-    child = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env,
-                           capture_output=True, text=True, timeout=300)
-    assert child.returncode == 0, child.stderr[-3000:]
-    assert child.stdout.split()[-2:] == ["ok", keras.__version__]
-    assert (tmp_path / "m.tflite").stat().st_size > 0
+def test_import_and_export_leave_keras3_in_charge(fresh_import):
+    """A fresh process (tests/conftest.py): import keras_bam, its qat module
+    and the export command, convert a BAM model; tf.keras is still Keras 3,
+    nothing legacy imported, the environment untouched."""
+    after = fresh_import["after_export"]
+    assert after["tflite_bytes"] > 0
+    assert not set(LEGACY_MODULES) & set(after["modules"]), after
+    assert after["legacy_keras"] is None
+    assert after["keras"] == keras.__version__ and after["keras"].startswith("3")
+    assert after["tf_keras"] == after["keras"], after
 
 
 @pytest.fixture(scope="module")
