@@ -1,3 +1,4 @@
+import atexit
 import contextlib
 import gc
 import json
@@ -34,6 +35,10 @@ tf.config.set_logical_device_configuration(
 # process: moved out of the collector's sight, a full collection (Python's
 # own, every so often) takes milliseconds instead of about a second.
 gc.freeze()
+# And at exit, so that Python's shutdown skips its full collections over
+# what the tests left (keras_bam/commands/__init__.py does the same for the
+# commands' processes, which is where the figure comes from).
+atexit.register(gc.freeze)
 
 
 @pytest.fixture(autouse=True)
@@ -124,7 +129,8 @@ def default_export(tmp_path_factory):
 
 
 _FRESH_IMPORT = """
-import json, os, sys
+import atexit, gc, json, os, sys
+atexit.register(gc.freeze)  # a quick exit, as the commands do
 HEAVY = ("torch", "tf_keras", "tensorflow_model_optimization", "mediapipe")
 def state():
     import tensorflow as tf

@@ -41,7 +41,8 @@ def _readme_python_blocks():
 
 
 RUN_BLOCKS = """
-import json, sys, traceback
+import atexit, gc, json, sys, traceback
+atexit.register(gc.freeze)  # a quick exit, as the commands do
 for index, block in enumerate(json.load(sys.stdin)):
     try:
         exec(compile(block, f"README block {index + 1}", "exec"), {"__name__": "__main__"})
