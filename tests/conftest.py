@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+gc.disable()  # while Keras and TensorFlow load, as keras_bam/__init__.py does
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
@@ -35,6 +36,7 @@ tf.config.set_logical_device_configuration(
 # process: moved out of the collector's sight, a full collection (Python's
 # own, every so often) takes milliseconds instead of about a second.
 gc.freeze()
+gc.enable()
 # And at exit, so that Python's shutdown skips its full collections over
 # what the tests left (keras_bam/commands/__init__.py does the same for the
 # commands' processes, which is where the figure comes from).
@@ -136,7 +138,8 @@ def state():
     import tensorflow as tf
     return {"modules": sorted(m for m in HEAVY if m in sys.modules),
             "legacy_keras": os.environ.get("TF_USE_LEGACY_KERAS"),
-            "keras": keras.__version__, "tf_keras": tf.keras.__version__}
+            "keras": keras.__version__, "tf_keras": tf.keras.__version__,
+            "gc_enabled": gc.isenabled()}
 import keras, keras_bam
 alone = state()
 import keras_bam.qat, keras_bam.commands.export
@@ -155,7 +158,8 @@ def fresh_import(tmp_path_factory):
     importing keras_bam.qat and the export command and converting a BAM
     model to a float32 .tflite ("tflite_bytes")}, each {"modules": the
     optional heavy modules imported, "legacy_keras": TF_USE_LEGACY_KERAS,
-    "keras": Keras' version, "tf_keras": that of tf.keras}."""
+    "keras": Keras' version, "tf_keras": that of tf.keras, "gc_enabled":
+    whether Python's garbage collector runs}."""
     with _once_per_run(tmp_path_factory, "fresh_import") as (folder, _):
         result_path = folder / "result.json"
         if not result_path.exists():

@@ -25,6 +25,11 @@ def test_import_leaves_keras_3_in_charge(fresh_import):
     assert alone["tf_keras"] == alone["keras"], alone
 
 
+def test_import_leaves_the_garbage_collector_running(fresh_import):
+    """keras_bam/__init__.py pauses it while Keras loads, and only then."""
+    assert fresh_import["alone"]["gc_enabled"] is True
+
+
 def test_package_never_uses_tf_keras():
     # tf.keras flips to legacy Keras once tfmot is imported anywhere.
     offenders = [
