@@ -6,6 +6,7 @@ import pytest
 
 from keras_bam import BAM
 from keras_bam.export import inspect_tflite, predict, to_tflite, xnnpack_check
+from keras_bam.export.convert import trace
 
 DYNAMIC_SHAPE_OPS = {"SHAPE", "GATHER", "PACK", "STRIDED_SLICE", "RESHAPE"}
 SPACE_TO_BATCH_OPS = {"SPACE_TO_BATCH_ND", "BATCH_TO_SPACE_ND"}
@@ -108,3 +109,19 @@ def test_to_tflite_rejects_unknown_quantization_and_missing_calibration():
     inputs = keras.Input((None, None, 3))
     with pytest.raises(ValueError, match="known height, width"):
         to_tflite(keras.Model(inputs, BAM()(keras.layers.Conv2D(8, 1)(inputs))))
+
+
+def test_one_trace_serves_several_conversions(rng):
+    """`trace` once, convert several ways (as an export converts to int8 and
+    to float32): the same file as a conversion that traces by itself; a
+    trace for another batch size is refused."""
+    model = _model()
+    traced = trace(model, batch_size=None)
+    assert to_tflite(model, "float32", batch_size=None, traced=traced) == to_tflite(
+        model, "float32", batch_size=None)
+    content = to_tflite(model, "int8", [_calibration(rng)], batch_size=None,
+                        traced=traced)
+    graph = inspect_tflite(content)
+    assert graph.input_shapes[0][0] == -1 and graph.float_ops == []
+    with pytest.raises(ValueError, match=r"`traced` takes inputs of shape \(None, "):
+        to_tflite(model, "float32", batch_size=1, traced=traced)
