@@ -471,10 +471,13 @@ def test_written_files_get_the_mode_of_an_ordinary_open(tmp_path, umask, mode):
 @pytest.fixture(scope="module")
 def untrained_mobilenet_v2():
     """A seeded untrained MobileNetV2 at 96x96, built once for both cases
-    (insert_bam leaves the model it is given as it was)."""
+    (insert_bam leaves the model it is given as it was), and 32 digits at
+    that size to calibrate on."""
     keras.utils.set_random_seed(0)
-    return keras.applications.MobileNetV2(weights=None, input_shape=(96, 96, 3),
-                                          classes=10)
+    model = keras.applications.MobileNetV2(weights=None, input_shape=(96, 96, 3),
+                                           classes=10)
+    calibration, _ = load_images("digits", (96, 96), 3, limit=32)
+    return model, calibration
 
 
 @pytest.mark.slow
@@ -484,13 +487,12 @@ def test_untrained_mobilenet_v2_is_written_with_a_warning(untrained_mobilenet_v2
     """An untrained network exports (people measure latency and size before
     they train): LiteRT and XNNPACK run the file, so constant tensors are a
     warning that says where each one is, not a refusal."""
-    model = untrained_mobilenet_v2
+    model, calibration = untrained_mobilenet_v2
     if with_bam:
         keras.utils.set_random_seed(0)  # BAM's weights, whatever ran before
         model = keras_bam.insert_bam(model)
     # All 32 calibrate, so the exporter has no more images to retry with
     # (the retry is tested above): one int8 conversion.
-    calibration, _ = load_images("digits", (96, 96), 3, limit=32)
     output = tmp_path / "untrained.tflite"
     report = exporter.export_tflite(model, output, "int8", calibration,
                                     latency_runs=0, num_calibration_samples=32)
