@@ -25,8 +25,24 @@ def _input_spec(model, batch_size):
     return tf.TensorSpec((batch_size,) + shape[1:], tf.float32)
 
 
+def trace(model, batch_size=1):
+    """`model`'s inference call, traced for a batch of `batch_size`: the
+    concrete function `to_tflite` converts.
+
+    Tracing a large model takes seconds; pass the result to `to_tflite` as
+    `traced` to convert one model several ways (an export converts it to
+    int8 and to float32, for the size ratio) with one trace. The function
+    reads the model's variables when converted, not when traced.
+    """
+    import tensorflow as tf
+
+    spec = _input_spec(model, batch_size)
+    function = tf.function(lambda x: model(x, training=False))
+    return function.get_concrete_function(spec)
+
+
 def to_tflite(model, quantization="int8", representative_data=None,
-              batch_size=1, input_type="int8", output_type=None):
+              batch_size=1, input_type="int8", output_type=None, traced=None):
     """Converts a Keras 3 image model to a TFLite flatbuffer.
 
     Args:
@@ -41,6 +57,8 @@ def to_tflite(model, quantization="int8", representative_data=None,
         input_type, output_type: for "int8", the dtype of the model's input
             and output: "int8", "uint8" or "float32" (output_type=None
             follows input_type).
+        traced: `trace(model, batch_size)`, where the caller has it (the
+            model is then not traced again).
 
     Returns:
         The .tflite file's bytes.
@@ -53,12 +71,19 @@ def to_tflite(model, quantization="int8", representative_data=None,
             f"Received: quantization={quantization!r}"
         )
     spec = _input_spec(model, batch_size)
-    function = tf.function(lambda x: model(x, training=False))
+    if traced is None:
+        traced = trace(model, batch_size)
+    else:
+        traced_spec = traced.structured_input_signature[0][0]
+        if tuple(traced_spec.shape) != tuple(spec.shape):
+            raise ValueError(
+                f"`traced` takes inputs of shape {tuple(traced_spec.shape)}, "
+                f"not the {tuple(spec.shape)} of batch_size={batch_size!r}: "
+                "pass trace(model, batch_size) with the same batch_size."
+            )
     # Not passing `model` as the trackable: with it the converter keeps
     # Keras 3 variables as READ_VARIABLE ops instead of freezing them.
-    converter = tf.lite.TFLiteConverter.from_concrete_functions(
-        [function.get_concrete_function(spec)]
-    )
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([traced])
     if quantization != "float32":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if quantization == "float16":

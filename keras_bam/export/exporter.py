@@ -24,7 +24,7 @@ import numpy as np
 
 from keras_bam.atomic import write_atomically
 from keras_bam.export import app, verify
-from keras_bam.export.convert import to_tflite
+from keras_bam.export.convert import to_tflite, trace
 from keras_bam.export.litert import inspect_tflite, xnnpack_check
 
 logger = logging.getLogger("keras_bam.export")
@@ -218,11 +218,14 @@ def export_tflite(model, output, quantization="int8", calibration=None,
     appended = False
     if probe is not None:
         model, appended = app.with_probabilities(model, probe)
-    content = _convert(model, quantization, samples, batch_size, input_type)
+    # One trace for every conversion of this model (a retry, the float32 file).
+    traced = trace(model, batch_size)
+    content = _convert(model, quantization, samples, batch_size, input_type, traced)
     if integer and verify.tiny_scales(content) and len(calibration) > len(samples):
         # Ours to fix first: a range that was constant on too few images.
         samples = calibration.images
-        content = _convert(model, quantization, samples, batch_size, input_type)
+        content = _convert(model, quantization, samples, batch_size, input_type,
+                           traced)
         calibration_info["recalibrated_with"] = len(samples)
     if labels is None and calibration is not None:
         labels = calibration.class_names
@@ -233,7 +236,7 @@ def export_tflite(model, output, quantization="int8", calibration=None,
         labels=labels, probabilities=probe is not None,
         metadata_fields=dict(name=name or source_model.name, description=description,
                              version=version, author=author, license=license),
-        softmax_appended=appended, source_model=source_model)
+        softmax_appended=appended, source_model=source_model, traced=traced)
 
 
 def verify_and_write(model, content, output, quantization="int8", held_out=None,
@@ -241,7 +244,7 @@ def verify_and_write(model, content, output, quantization="int8", held_out=None,
                      report_path=None, calibration_info=None,
                      accuracy_comparison=None, labels=None, probabilities=False,
                      metadata_fields=None, softmax_appended=False,
-                     source_model=None):
+                     source_model=None, traced=None):
     """Checks a converted file against `model` and writes it if it passes.
 
     The checks: XNNPACK loads and runs it (in a child process), no float op
@@ -272,6 +275,8 @@ def verify_and_write(model, content, output, quantization="int8", held_out=None,
         softmax_appended: for the report: the softmax is the exporter's.
         source_model: the model as the caller gave it (before the softmax),
             for the BAM costs and the location of degenerate tensors.
+        traced: `keras_bam.export.convert.trace(model, batch_size)`, where
+            the caller has it: the float32 file is converted from it.
 
     Returns:
         The `ExportReport`; raises `VerificationError` (nothing written,
@@ -313,7 +318,6 @@ def verify_and_write(model, content, output, quantization="int8", held_out=None,
                 f"written: name, description, {len(labels)} labels, RGB input "
                 "normalization, probability output")
     logger.info("checking the file: XNNPACK, float ops, int8 scales ...")
-    float32 = to_tflite(model, "float32", batch_size=batch_size)
     tiny = verify.tiny_scales(content) if integer else []
     check = xnnpack_check(content)
     warnings = []
@@ -371,6 +375,8 @@ def verify_and_write(model, content, output, quantization="int8", held_out=None,
             for threads in sorted({1, verify.cpu_count()}):
                 latencies.append(verify.latency(content, threads, latency_runs))
 
+    # After the checks: an export interrupted during them has done less work.
+    float32 = to_tflite(model, "float32", batch_size=batch_size, traced=traced)
     bam_layers, share = _bam_costs(source_model)
     report = ExportReport(
         output=output, quantization=quantization,
@@ -403,11 +409,11 @@ def verify_and_write(model, content, output, quantization="int8", held_out=None,
     return report
 
 
-def _convert(model, quantization, samples, batch_size, input_type):
+def _convert(model, quantization, samples, batch_size, input_type, traced):
     if quantization != "int8":
-        return to_tflite(model, quantization, batch_size=batch_size)
+        return to_tflite(model, quantization, batch_size=batch_size, traced=traced)
     return to_tflite(model, "int8", representative_data=samples,
-                     batch_size=batch_size, input_type=input_type)
+                     batch_size=batch_size, input_type=input_type, traced=traced)
 
 
 def _bam_costs(model):

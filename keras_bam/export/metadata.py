@@ -47,16 +47,59 @@ _SCALE_RELATIVE_TOLERANCE = 0.01
 _CHILD_WARNING = "keras_bam.export.metadata warning: "
 
 
-def _schemas():
-    from mediapipe.tasks.metadata import metadata_schema_py_generated as metadata_fb
-    from mediapipe.tasks.metadata import schema_py_generated as model_fb
+# The flatc-generated bindings in the mediapipe wheel, in
+# mediapipe/tasks/metadata/ (a folder without __init__.py). They need only
+# `flatbuffers`; imported through the package they would first import all
+# of mediapipe (its vision and audio tasks, matplotlib: about a second of
+# CPU per export, and more of wall time), so they are loaded from their
+# files where the folder is found without importing mediapipe.
+_SCHEMA_MODULES = {"metadata": "metadata_schema_py_generated",
+                   "model": "schema_py_generated"}
+_loaded_schemas = {}
 
-    return metadata_fb, model_fb
+
+def _schema_folder():
+    """mediapipe/tasks/metadata, located without importing mediapipe (the
+    spec of a top-level package is found without running it), or None."""
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec("mediapipe")
+    except (ImportError, ValueError):
+        return None
+    for root in (spec.submodule_search_locations or []) if spec else []:
+        folder = os.path.join(root, "tasks", "metadata")
+        if all(os.path.isfile(os.path.join(folder, f"{module}.py"))
+               for module in _SCHEMA_MODULES.values()):
+            return folder
+    return None
+
+
+def _schemas():
+    if not _loaded_schemas:
+        folder = _schema_folder()
+        if folder is None:  # another layout: through the package
+            from mediapipe.tasks.metadata import metadata_schema_py_generated, schema_py_generated
+
+            _loaded_schemas.update(metadata=metadata_schema_py_generated,
+                                   model=schema_py_generated)
+        else:
+            import importlib.util
+
+            for key, module in _SCHEMA_MODULES.items():
+                spec = importlib.util.spec_from_file_location(
+                    f"keras_bam_mediapipe_{module}", os.path.join(folder, f"{module}.py"))
+                loaded = importlib.util.module_from_spec(spec)
+                spec.loader.exec_module(loaded)
+                _loaded_schemas[key] = loaded
+    return _loaded_schemas["metadata"], _loaded_schemas["model"]
 
 
 def _schemas_available():
     import importlib.util
 
+    if _schema_folder() is not None:
+        return True
     try:
         return importlib.util.find_spec("mediapipe.tasks.metadata") is not None
     except ModuleNotFoundError:

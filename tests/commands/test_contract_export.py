@@ -168,9 +168,14 @@ def test_a_rejected_export_leaves_no_file_and_no_empty_folders(workdir, capsys):
     and no .tflite is anywhere: not at --output, not in a temporary folder."""
     model = workdir / "dead.keras"
     tiny_bam_model(dead_spatial_branch=True).save(model)
+    # 40 images: 30 calibrate, all of them at once, so the exporter has no
+    # more to retry with (its retry on all of the digits' 1,347 images is
+    # tested in tests/export); the dead branch is dead on any image.
+    data = image_folder(workdir / "photos", classes=10, per_class=4)
     output = workdir / "new" / "deeper" / "m.tflite"
     before = snapshot(workdir)
     code, _, err = export(["--model", model, "--output", output, "--latency-runs", 0,
+                           "--representative-data", data,
                            "--num-calibration-samples", 32], capsys)
     assert "Traceback" not in err, err[-3000:]
     assert code == 1, f"exit {code}, expected 1 (rejected); stderr: {err[-2000:]}"

@@ -41,16 +41,40 @@ def untrained():
     return pixel_model()
 
 
+@pytest.fixture(scope="module")
+def exported(trained, digits, tmp_path_factory):
+    """export(quantization, input_type) -> (folder, report): the trained
+    model exported once per module for each pair (200 calibration and 200
+    held-out images, 3 timed runs), written to folder/model.tflite with
+    its report in folder/r.json; shared by the tests that read the same
+    export."""
+    calibration, held_out = digits
+    done = {}
+
+    def export(quantization, input_type):
+        if (quantization, input_type) not in done:
+            folder = tmp_path_factory.mktemp(f"{quantization}_{input_type}")
+            done[quantization, input_type] = folder, exporter.export_tflite(
+                trained, folder / "model.tflite", quantization, calibration,
+                held_out.take(200), input_type=input_type, latency_runs=3,
+                report_path=folder / "r.json", num_calibration_samples=200)
+        return done[quantization, input_type]
+
+    return export
+
+
+@pytest.fixture(scope="module")
+def plain_float32_size(trained):
+    """The size of the trained model's own float32 file (no softmax)."""
+    return len(keras_bam.export.to_tflite(trained, "float32"))
+
+
 @pytest.mark.parametrize("quantization, input_type", [
     ("int8", "int8"), ("int8", "uint8"), ("float16", None), ("dynamic", None)])
-def test_export_verifies_and_writes(trained, digits, tmp_path, quantization,
-                                    input_type):
-    calibration, held_out = digits
-    output = tmp_path / "model.tflite"
-    report = exporter.export_tflite(
-        trained, output, quantization, calibration, held_out.take(200),
-        input_type=input_type, latency_runs=3, report_path=tmp_path / "r.json",
-        num_calibration_samples=200)
+def test_export_verifies_and_writes(exported, plain_float32_size, trained,
+                                    quantization, input_type):
+    folder, report = exported(quantization, input_type)
+    output = folder / "model.tflite"
     assert output.read_bytes()
     assert report.status == "ok" and not report.problems
     assert report.xnnpack_partitions >= 1 and report.xnnpack_error is None
@@ -58,7 +82,7 @@ def test_export_verifies_and_writes(trained, digits, tmp_path, quantization,
     assert report.agreement.top1_agreement >= report.min_agreement
     assert [lat.threads for lat in report.latency] == sorted(
         {1, len(os.sched_getaffinity(0))})
-    saved = json.loads((tmp_path / "r.json").read_text())
+    saved = json.loads((folder / "r.json").read_text())
     assert saved["status"] == "ok" and saved["size_bytes"] == len(
         output.read_bytes())
     if quantization == "int8":
@@ -73,7 +97,7 @@ def test_export_verifies_and_writes(trained, digits, tmp_path, quantization,
         # A model this small is mostly file overhead; the size ratio of a
         # real one is in the README. Here: the ratio is of the right files
         # (the float32 file has the appended softmax too, a few names more).
-        plain = len(keras_bam.export.to_tflite(trained, "float32"))
+        plain = plain_float32_size
         assert plain < report.float32_size_bytes < 1.02 * plain
         assert report.size_ratio < 1
         assert [n for n, _, _ in report.bam_layers] == [
@@ -97,16 +121,13 @@ def test_dynamic_batch_stays_clean(trained, digits, tmp_path):
     assert report.metadata.startswith("not written")  # batch unknown
 
 
-def test_uint8_input_takes_camera_pixels(trained, digits, tmp_path):
-    """uint8 in: the pixel values themselves (scale 1, zero point 0)."""
+def test_uint8_input_takes_camera_pixels(exported):
+    """uint8 in: the pixel values themselves (scale 1, zero point 0). The
+    file of test_export_verifies_and_writes[int8-uint8], exported once."""
     from ai_edge_litert.interpreter import Interpreter
 
-    calibration, held_out = digits
-    output = tmp_path / "u8.tflite"
-    exporter.export_tflite(trained, output, "int8", calibration,
-                           held_out.take(50), input_type="uint8",
-                           latency_runs=0, num_calibration_samples=200)
-    interpreter = Interpreter(model_path=str(output))
+    folder, _ = exported("int8", "uint8")
+    interpreter = Interpreter(model_path=str(folder / "model.tflite"))
     scale, zero_point = interpreter.get_input_details()[0]["quantization"]
     assert zero_point == 0 and scale == pytest.approx(1.0, rel=0.02)
 
@@ -129,7 +150,19 @@ def dead_branch_model():
     return model
 
 
-def test_degenerate_model_is_rejected_and_nothing_written(digits, tmp_path):
+def test_degenerate_model_is_rejected_and_nothing_written(digits, tmp_path,
+                                                          monkeypatch):
+    from keras_bam.export import convert
+
+    traces = []
+
+    def counted_trace(*args, **kwargs):
+        traces.append(args)
+        return trace(*args, **kwargs)
+
+    trace = convert.trace
+    for module in (convert, exporter):
+        monkeypatch.setattr(module, "trace", counted_trace)
     calibration, held_out = digits
     output = tmp_path / "dead.tflite"
     output.write_bytes(b"previous export")  # must survive a failed export
@@ -145,6 +178,8 @@ def test_degenerate_model_is_rejected_and_nothing_written(digits, tmp_path):
     assert re.search(r"\(\d+ in a BAM, 0 in the backbone\)", problem), problem
     assert "(BAM narrow_bam)" in problem and "min_hidden_channels" in problem
     assert report.calibration["recalibrated_with"] == 64  # the retry ran
+    # Two int8 conversions and the float32 file, from one trace of the model.
+    assert len(traces) == 1, f"the model was traced {len(traces)} times"
     assert output.read_bytes() == b"previous export"
     assert json.loads((tmp_path / "r.json").read_text())["status"].startswith(
         "rejected")
@@ -165,12 +200,17 @@ def test_a_file_converted_elsewhere_gets_the_same_checks(trained, digits, tmp_pa
     """verify_and_write, the path of quantization-aware training's file: a
     file that passes is written, one that does not (here: the float model's
     agreement against another model) is refused and not written."""
+    from keras_bam.export.convert import trace
+
     _, held_out = digits
-    content = keras_bam.export.to_tflite(trained, "float32")
+    traced = trace(trained)  # the file and the size ratio's float32 file
+    content = keras_bam.export.to_tflite(trained, "float32", traced=traced)
     output = tmp_path / "ok.tflite"
     report = exporter.verify_and_write(trained, content, output, "float32",
                                        held_out.take(64), latency_runs=0,
-                                       accuracy_comparison={"other": 0.5})
+                                       accuracy_comparison={"other": 0.5},
+                                       traced=traced)
+    assert report.float32_size_bytes == len(content)
     assert output.read_bytes() == content
     assert report.agreement.top1_agreement == 1.0
     assert set(report.accuracy_comparison) == {"other", "model", "file"}
@@ -428,20 +468,31 @@ def test_written_files_get_the_mode_of_an_ordinary_open(tmp_path, umask, mode):
                                                           "reference"]
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("with_bam", [False, True])
-def test_untrained_mobilenet_v2_is_written_with_a_warning(tmp_path, with_bam):
-    """An untrained network exports (people measure latency and size before
-    they train): LiteRT and XNNPACK run the file, so constant tensors are a
-    warning that says where each one is, not a refusal."""
+@pytest.fixture(scope="module")
+def untrained_mobilenet_v2():
+    """A seeded untrained MobileNetV2 at 96x96, built once for both cases
+    (insert_bam leaves the model it is given as it was), and 32 digits at
+    that size to calibrate on."""
     keras.utils.set_random_seed(0)
     model = keras.applications.MobileNetV2(weights=None, input_shape=(96, 96, 3),
                                            classes=10)
+    calibration, _ = load_images("digits", (96, 96), 3, limit=32)
+    return model, calibration
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("with_bam", [False, True])
+def test_untrained_mobilenet_v2_is_written_with_a_warning(untrained_mobilenet_v2,
+                                                          tmp_path, with_bam):
+    """An untrained network exports (people measure latency and size before
+    they train): LiteRT and XNNPACK run the file, so constant tensors are a
+    warning that says where each one is, not a refusal."""
+    model, calibration = untrained_mobilenet_v2
     if with_bam:
+        keras.utils.set_random_seed(0)  # BAM's weights, whatever ran before
         model = keras_bam.insert_bam(model)
     # All 32 calibrate, so the exporter has no more images to retry with
     # (the retry is tested above): one int8 conversion.
-    calibration, _ = load_images("digits", (96, 96), 3, limit=32)
     output = tmp_path / "untrained.tflite"
     report = exporter.export_tflite(model, output, "int8", calibration,
                                     latency_runs=0, num_calibration_samples=32)

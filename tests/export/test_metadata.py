@@ -102,10 +102,19 @@ def converted(input_type="uint8", softmax=True, pixel_scale=1.0, pixel_offset=0.
 
 # Reads the metadata with the flatc-generated readers (Model.GetRootAs...),
 # and the labels with zipfile: none of the writer's code.
+# The two generated modules are loaded from their files, as the wheel ships
+# them, without importing the whole mediapipe package first.
 _READER = r"""
-import io, json, sys, zipfile
-from mediapipe.tasks.metadata import metadata_schema_py_generated as md
-from mediapipe.tasks.metadata import schema_py_generated as fb
+import importlib.util, io, json, os, sys, zipfile
+def generated(name):
+    root = importlib.util.find_spec("mediapipe").submodule_search_locations[0]
+    path = os.path.join(root, "tasks", "metadata", name + ".py")
+    spec = importlib.util.spec_from_file_location("reader_" + name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+md = generated("metadata_schema_py_generated")
+fb = generated("schema_py_generated")
 content = open(sys.argv[1], "rb").read()
 model = fb.Model.GetRootAs(content, 0)
 found = [model.Metadata(i) for i in range(model.MetadataLength())]
@@ -206,9 +215,17 @@ def test_metadata_changes_no_computation():
 
 
 @needs_mediapipe
-def test_same_model_and_labels_give_the_same_bytes():
+def test_same_model_and_labels_give_the_same_bytes(monkeypatch):
     first = add_metadata(converted("uint8"), labels=LABELS, name="colours")
-    time.sleep(2.1)  # past the zip format's 2-second clock
+    # The clock 2.1 s later, past the zip format's 2-second resolution,
+    # without waiting for it: a timestamp taken from time.time() or
+    # time.localtime() would change the bytes.
+    later = time.time() + 2.1
+    real_localtime = time.localtime
+    monkeypatch.setattr(time, "time", lambda: later)
+    monkeypatch.setattr(time, "localtime",
+                        lambda seconds=None: real_localtime(
+                            later if seconds is None else seconds))
     assert add_metadata(converted("uint8"), labels=LABELS, name="colours") == first
 
 
@@ -304,3 +321,20 @@ def test_bad_arguments_say_what_was_received(kwargs, error, match):
 def test_bytes_are_required():
     with pytest.raises(TypeError, match="as bytes"):
         add_metadata(os.devnull, labels=LABELS, name="colours")
+
+
+@needs_mediapipe
+def test_the_writer_loads_the_schemas_without_importing_mediapipe():
+    """The writer needs only the two flatc-generated modules of the
+    mediapipe wheel: it loads them from their files, so a metadata write
+    does not pay for importing mediapipe's tasks (about a second each)."""
+    import keras_bam.export.metadata as module
+
+    script = (f"import runpy, sys; found = runpy.run_path({module.__file__!r}); "
+              "metadata_fb, model_fb = found['_schemas'](); "
+              "print(sorted(m for m in sys.modules if m.split('.')[0] == 'mediapipe'), "
+              "hasattr(metadata_fb, 'ModelMetadata'), hasattr(model_fb, 'Model'))")
+    child = subprocess.run([MEDIAPIPE, "-c", script], capture_output=True, text=True,
+                           timeout=300)
+    assert child.returncode == 0, child.stderr[-2000:]
+    assert child.stdout.split() == ["[]", "True", "True"], child.stdout

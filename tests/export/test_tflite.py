@@ -6,6 +6,7 @@ import pytest
 
 from keras_bam import BAM
 from keras_bam.export import inspect_tflite, predict, to_tflite, xnnpack_check
+from keras_bam.export.convert import trace
 
 DYNAMIC_SHAPE_OPS = {"SHAPE", "GATHER", "PACK", "STRIDED_SLICE", "RESHAPE"}
 SPACE_TO_BATCH_OPS = {"SPACE_TO_BATCH_ND", "BATCH_TO_SPACE_ND"}
@@ -57,13 +58,22 @@ def test_full_integer_clean_graph_delegated_to_xnnpack(batch_size, bam_kwargs, r
 
 def test_int8_outputs_follow_the_float_model(rng):
     model = _model()
-    # Non-default batch-norm statistics, so the gates do real work.
-    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    # Non-default batch-norm parameters and statistics (seeded), so the
+    # gates do real work: set directly rather than trained into the model,
+    # which would trace a training step for what a few assignments do.
+    ranges = {"gamma": (0.5, 1.5), "beta": (-0.5, 0.5),
+              "moving_mean": (-0.5, 0.5), "moving_variance": (0.5, 1.5)}
+    changed = 0
+    for variable in model.weights:
+        low_high = ranges.get(variable.path.rsplit("/", 1)[-1])
+        if low_high is not None:
+            variable.assign(rng.uniform(*low_high, variable.shape))
+            changed += 1
+    assert changed >= 8, "the BAM's batch norms were not found"
     train = _calibration(rng, 64)
-    model.fit(train, rng.integers(0, 5, 64), epochs=2, verbose=0)
     content = to_tflite(model, "int8", [train], batch_size=None)
     test = _calibration(rng, 32)
-    expected = model.predict(test, verbose=0)
+    expected = keras.ops.convert_to_numpy(model(test, training=False))
     got = predict(content, test)
     spread = expected.max() - expected.min()
     assert np.abs(got - expected).mean() < 0.02 * spread
@@ -99,3 +109,19 @@ def test_to_tflite_rejects_unknown_quantization_and_missing_calibration():
     inputs = keras.Input((None, None, 3))
     with pytest.raises(ValueError, match="known height, width"):
         to_tflite(keras.Model(inputs, BAM()(keras.layers.Conv2D(8, 1)(inputs))))
+
+
+def test_one_trace_serves_several_conversions(rng):
+    """`trace` once, convert several ways (as an export converts to int8 and
+    to float32): the same file as a conversion that traces by itself; a
+    trace for another batch size is refused."""
+    model = _model()
+    traced = trace(model, batch_size=None)
+    assert to_tflite(model, "float32", batch_size=None, traced=traced) == to_tflite(
+        model, "float32", batch_size=None)
+    content = to_tflite(model, "int8", [_calibration(rng)], batch_size=None,
+                        traced=traced)
+    graph = inspect_tflite(content)
+    assert graph.input_shapes[0][0] == -1 and graph.float_ops == []
+    with pytest.raises(ValueError, match=r"`traced` takes inputs of shape \(None, "):
+        to_tflite(model, "float32", batch_size=1, traced=traced)
