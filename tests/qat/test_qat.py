@@ -82,6 +82,9 @@ def test_legacy_bam_block_and_twin(legacy_results):
     assert 235 <= max(learnt["after_training"]) < 241, learnt
     for entry in (fixed, learnt):
         assert entry["copied_back"] == entry["weighted_layers"] == 2  # conv, dense
+        # Fine-tuning traced its train function once (the optimizer built
+        # before fit), not twice.
+        assert entry["train_traces"] == 1, entry
 
 
 PAPER_PLACEMENT = {  # README's placement table
