@@ -193,6 +193,10 @@ def trained_pixel_model(digit_images):
     model = pixel_model()
     model.compile(keras.optimizers.Adam(3e-3),
                   keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    # Without a distribution strategy Keras builds the optimizer inside the
+    # first trace of the train step, and TensorFlow then traces it again;
+    # built here, one trace (about 8 s of CPU less), the same training.
+    model.optimizer.build(model.trainable_variables)
     model.fit(training.images, training.labels, epochs=2, batch_size=64, verbose=0)
     return model
 

@@ -94,7 +94,9 @@ def run_qat(model, images, labels, epochs=2, learning_rate=1e-3,
         the file's logits, ...). The file ends in a softmax where the model
         ends in logits (`details["softmax_appended"]`), as the exporter's
         files do. Raises `QATError` with the child's message when it fails,
-        ValueError for arguments that do not fit.
+        and before starting it for a BAM the legacy twin cannot carry
+        (channels_first, hard_sigmoid); ValueError for arguments that do
+        not fit.
     """
     import keras
 
@@ -113,6 +115,7 @@ def run_qat(model, images, labels, epochs=2, learning_rate=1e-3,
                 "default), the range the model takes, or input_range=None to "
                 "learn it from the images.")
         range_arguments = ["--input-range", repr(low), repr(high)]
+    _check_carriable(model)
 
     missing = missing_requirements()
     if missing:
@@ -148,6 +151,23 @@ def run_qat(model, images, labels, epochs=2, learning_rate=1e-3,
         finetuned = keras.saving.load_model(
             os.path.join(folder, "finetuned.keras"))
     return finetuned, content, details
+
+
+def _check_carriable(model):
+    """Refuses, before the child starts (seconds spent importing TensorFlow,
+    tf_keras and tfmot), a model with a BAM the legacy block cannot give
+    (`legacy.check_bam_config`: channels_first, hard_sigmoid), with the
+    child's own message. The child checks every layer again."""
+    from keras_bam.layers.bam import BAM
+    from keras_bam.qat.legacy import check_bam_config
+    from keras_bam.rewrite.keras_internals import all_sublayers
+
+    for layer in all_sublayers(model):
+        if isinstance(layer, BAM):
+            try:
+                check_bam_config(layer.get_config(), layer.name)
+            except ValueError as error:
+                raise QATError(str(error)) from None
 
 
 def _check_range(input_range):

@@ -11,6 +11,8 @@ Import this module only in a process started with TF_USE_LEGACY_KERAS=1
 (`keras_bam.qat` starts one): importing tfmot switches `tensorflow.keras` to legacy
 Keras for the whole process. Keras 3 (`import keras`) stays usable beside
 it, which is how a `.keras` model is read and its twin built here.
+`check_bam_config` alone needs neither: `keras_bam.qat` calls it in the
+user's process, to refuse a BAM the block cannot give before the child starts.
 """
 
 import inspect

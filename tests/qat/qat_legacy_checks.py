@@ -23,6 +23,11 @@ import types
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 # (backbone constructor, keyword arguments): small widths, same placement.
+# The checks are structural (the placement, the channels at the anchors, the
+# blocks' parameters, tfmot's wrapping), so the models take 64 x 64 images:
+# 64 halves five times like 224, to a 2 x 2 last stage, and ResNet50's
+# 359,302 added parameters depend on the channels only.
+INPUT_SHAPE = (64, 64, 3)
 APPLICATIONS = {
     "MobileNet": {"alpha": 0.25},
     "MobileNetV2": {"alpha": 0.35},
@@ -90,9 +95,32 @@ def block_against_reference(rng):
             else None)
         x = rng.normal(size=(2, 9, 11, 32)).astype("float32")
         expected = reference.bam(x, reference.weights_of(layer), **kwargs)
-        actual = model.predict(x, verbose=0)
+        # An eager call in inference mode: the formula, without tracing a
+        # predict function per variant.
+        actual = model(x, training=False).numpy()
         errors.append(float(np.max(np.abs(actual - expected))))
     return errors
+
+
+def block_refusals():
+    """What `legacy.bam_block` (the child's own check, behind the one
+    `keras_bam.qat.run_qat` makes before starting it) says to the BAM
+    options it cannot give; None where it built a block."""
+    import tf_keras
+
+    from keras_bam.layers import BAM
+    from keras_bam.qat import legacy
+
+    refusals = {}
+    for option, value in (("data_format", "channels_first"),
+                          ("gate_activation", "hard_sigmoid")):
+        config = {**BAM().get_config(), option: value}
+        try:
+            legacy.bam_block(tf_keras.Input((9, 11, 32)), config, "bam")
+            refusals[value] = None
+        except ValueError as error:
+            refusals[value] = str(error)
+    return refusals
 
 
 def twin_and_back(rng):
@@ -100,6 +128,7 @@ def twin_and_back(rng):
     twin, then its weights back into the Keras 3 model (compared again)."""
     import keras
     import numpy as np
+    import tensorflow as tf
     import tf_keras
 
     from keras_bam.applications.small_cnn import SmallCNN
@@ -120,15 +149,22 @@ def twin_and_back(rng):
         _randomize_batch_norms(all_sublayers(model), rng)
         images = rng.uniform(0, 255, (16, 32, 32, 3)).astype("float32")
         twin, pairs = legacy.legacy_twin(model)
-        before = model.predict(images, verbose=0)
-        twin_diff = float(np.max(np.abs(twin.predict(images, verbose=0) - before)))
-        twin.compile(tf_keras.optimizers.SGD(0.1),
-                     tf_keras.losses.SparseCategoricalCrossentropy(
-                         from_logits=True))
-        twin.fit(images, np.arange(16) % 10, epochs=1, verbose=0)
-        trained = twin.predict(images, verbose=0)
+        # Eager calls and one eager SGD step (what `fit` on these 16 images
+        # did, batch norm in training mode included), so that no predict or
+        # train function is traced; tracing `fit` on a quantized twin is
+        # covered by input_quantizer() and by the QAT worker end to end.
+        before = np.asarray(model(images, training=False))
+        twin_diff = float(np.max(np.abs(
+            twin(images, training=False).numpy() - before)))
+        loss = tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        with tf.GradientTape() as tape:
+            value = loss(np.arange(16) % 10, twin(images, training=True))
+        gradients = tape.gradient(value, twin.trainable_variables)
+        tf_keras.optimizers.SGD(0.1).apply_gradients(
+            zip(gradients, twin.trainable_variables))
+        trained = twin(images, training=False).numpy()
         copied = legacy.copy_back(pairs, twin)
-        after = model.predict(images, verbose=0)
+        after = np.asarray(model(images, training=False))
         results.append({
             "twin_diff": twin_diff, "scale": float(np.max(np.abs(before))),
             "training_moved": float(np.max(np.abs(trained - before))),
@@ -180,6 +216,10 @@ def input_quantizer(rng):
             "before_training": before,
             "after_training": layer(probe, training=False).numpy().tolist(),
             "copied_back": legacy.copy_back(pairs, qat_model),
+            # fine_tune builds the optimizer before fit: one trace, not a
+            # second one for the slots created in the first.
+            "train_traces":
+                qat_model.train_function.experimental_get_tracing_count(),
             "weighted_layers": sum(1 for k, _ in pairs if k.weights)}
     return results
 
@@ -199,7 +239,7 @@ def applications():
     for name, kwargs in APPLICATIONS.items():
         keras.utils.set_random_seed(0)
         backbone = getattr(keras.applications, name)(
-            weights=None, input_shape=(224, 224, 3), **kwargs)
+            weights=None, input_shape=INPUT_SHAPE, **kwargs)
         anchors = find_bottlenecks(backbone)
         twin, _ = legacy.legacy_twin(insert_bam(backbone, share_weights=True))
         # The tf_keras graph, read by the same walker as Keras 3 graphs: the
@@ -246,6 +286,7 @@ def main(path):
 
     rng = np.random.default_rng(1807_06514)
     results = {"block_errors": block_against_reference(rng),
+               "block_refusals": block_refusals(),
                "twins": twin_and_back(rng),
                "input_quantizer": input_quantizer(rng),
                "input_quantizer_probe": INPUT_PROBE,

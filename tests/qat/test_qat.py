@@ -54,6 +54,11 @@ def test_legacy_bam_block_and_twin(legacy_results):
     errors = results["block_errors"]
     assert len(errors) == 4
     assert max(errors) < 1e-5, errors
+    # The child refuses what the block cannot give, as run_qat does before
+    # starting it (test_run_qat_refuses_what_has_no_legacy_twin).
+    refusals = results["block_refusals"]
+    assert "channels_last" in (refusals["channels_first"] or ""), refusals
+    assert "different curve" in (refusals["hard_sigmoid"] or ""), refusals
     assert len(results["twins"]) == 2
     for twin in results["twins"]:
         assert twin["twin_diff"] <= 1e-5 * max(1.0, twin["scale"]), twin
@@ -77,6 +82,9 @@ def test_legacy_bam_block_and_twin(legacy_results):
     assert 235 <= max(learnt["after_training"]) < 241, learnt
     for entry in (fixed, learnt):
         assert entry["copied_back"] == entry["weighted_layers"] == 2  # conv, dense
+        # Fine-tuning traced its train function once (the optimizer built
+        # before fit), not twice.
+        assert entry["train_traces"] == 1, entry
 
 
 PAPER_PLACEMENT = {  # README's placement table
@@ -265,16 +273,66 @@ def test_missing_extra_says_what_to_install(monkeypatch, tmp_path, capsys):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_run_qat_refuses_what_has_no_legacy_twin():
-    """A model the twin cannot carry (channels_first BAM) is a user error
-    with a message, not a crash."""
-    inputs = keras.Input((8, 12, 12))
-    x = keras_bam.BAM(data_format="channels_first")(inputs)
+@pytest.mark.parametrize("data_format, gate_activation, match", [
+    ("channels_first", "sigmoid", "channels_first.*channels_last"),
+    ("channels_last", "hard_sigmoid", "hard_sigmoid.*different curve"),
+])
+def test_run_qat_refuses_what_has_no_legacy_twin(monkeypatch, data_format,
+                                                 gate_activation, match):
+    """A model the twin cannot carry (a channels_first or hard_sigmoid BAM,
+    here inside a nested model) is a user error with a message, not a
+    crash, given before the child starts. The child's own refusal
+    (`legacy.bam_block`) is checked in qat_legacy_checks.py."""
+    def no_child(*args, **kwargs):
+        raise AssertionError(f"a child process was started: {args}")
+
+    monkeypatch.setattr(qat.subprocess, "run", no_child)
+    shape = (8, 12, 12) if data_format == "channels_first" else (12, 12, 8)
+    inputs = keras.Input(shape)
+    inner = keras.Sequential([keras_bam.BAM(data_format=data_format,
+                                            gate_activation=gate_activation)])
     model = keras.Model(inputs, keras.layers.GlobalAveragePooling2D(
-        data_format="channels_first")(x))
-    with pytest.raises(qat.QATError, match="channels_first.*channels_last") as info:
-        qat.run_qat(model, np.zeros((4, 8, 12, 12), "float32"), np.zeros(4))
+        data_format=data_format)(inner(inputs)))
+    with pytest.raises(qat.QATError, match=match) as info:
+        qat.run_qat(model, np.zeros((4, *shape), "float32"), np.zeros(4))
     assert info.value.usage
+
+
+def test_run_qat_reports_the_childs_refusal(monkeypatch):
+    """What the child refuses (here a layer without a tf_keras counterpart:
+    exit 2, one `error:` line) reaches the caller as a QATError with that
+    message and `usage` set. The worker's main runs in-process on the
+    command line run_qat built, its legacy half replaced by the refusal
+    (qat_legacy_checks.py checks the real refusals in a legacy process)."""
+    import contextlib
+    import io
+    from unittest import mock
+
+    from keras_bam.qat import worker
+
+    refusal = "Layer 'odd' (my.Odd) has no tf_keras counterpart"
+
+    def legacy_half(args):
+        raise ValueError(refusal)
+
+    def child(command, env, **kwargs):
+        assert command[1:3] == ["-m", "keras_bam.qat.worker"], command
+        assert env["TF_USE_LEGACY_KERAS"] == "1"
+        stderr = io.StringIO()
+        with mock.patch.dict(os.environ, env), contextlib.redirect_stderr(stderr):
+            returncode = worker.main(command[3:])
+        return subprocess.CompletedProcess(command, returncode, "", stderr.getvalue())
+
+    monkeypatch.setattr(worker, "run", legacy_half)
+    monkeypatch.setattr(qat.subprocess, "run", child)
+    inputs = keras.Input((8, 8, 3))
+    model = keras.Model(inputs, keras.layers.Dense(2)(
+        keras.layers.GlobalAveragePooling2D()(inputs)))
+    with pytest.raises(qat.QATError) as info:
+        qat.run_qat(model, np.zeros((2, 8, 8, 3)), np.zeros(2))
+    assert str(info.value) == refusal
+    assert info.value.usage
+    assert "TF_USE_LEGACY_KERAS" not in os.environ
 
 
 @pytest.mark.parametrize("kwargs, match", [
