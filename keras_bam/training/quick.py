@@ -34,9 +34,14 @@ def fit_in_memory(model, images, labels, epochs=6, batch_size=64,
     keras.utils.set_random_seed(seed)
     steps = epochs * -(-len(images) // batch_size)
     schedule = keras.optimizers.schedules.CosineDecay(learning_rate, steps)
-    model.compile(keras.optimizers.Adam(schedule),
-                  keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  metrics=["accuracy"])
+    # No variable may be made inside the first trace of the training step,
+    # or TensorFlow traces it a second time (seconds for nothing): the
+    # optimizer's are made now, and no metric is compiled (Keras would make
+    # its variables there; nobody reads it).
+    optimizer = keras.optimizers.Adam(schedule)
+    optimizer.build(model.trainable_variables)
+    model.compile(optimizer,
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     model.fit(images, labels, batch_size=batch_size, epochs=epochs, shuffle=True,
               verbose=0)
     return model
