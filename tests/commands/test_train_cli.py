@@ -196,7 +196,7 @@ def test_a_killed_run_resumes_where_it_stopped(tmp_path, capsys):
     first.send_signal(signal.SIGKILL)
     first.wait()
     first.stdout.close()
-    assert first.returncode == -signal.SIGKILL
+    assert first.returncode == -signal.SIGKILL, "the run ended before the kill"
     assert not (output / "model.keras").exists(), "the run ended before the kill"
     capsys.readouterr()
     assert cli.main(argv) == 0, capsys.readouterr().err[-2000:]
