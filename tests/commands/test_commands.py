@@ -87,22 +87,3 @@ def test_every_command_explains_itself(module, capsys):
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
     assert out.startswith(f"usage: {command.build_parser().prog}")
-
-
-def test_ablation_command_shows_one_line_per_variant_then_the_table(tmp_path, capsys):
-    """No text filtering: the command shows the ablation's logger, and the
-    runs' per-epoch lines only with --verbose."""
-    from keras_bam.commands import ablation
-
-    argv = ["--variants", "baseline", "--epochs", "1", "--batch-size", "128",
-            "--image-size", "8", "--output", str(tmp_path)]
-    assert ablation.main(argv) == 0
-    out = capsys.readouterr().out.splitlines()
-    assert out[0] == "--- baseline: no BAM"
-    assert out[1].startswith("baseline: top-1 error ")
-    assert out[2].startswith("| variant |") and "| baseline |" in out[4]
-    assert not [line for line in out if line.startswith("epoch ")]
-    assert ablation.main(argv + ["--verbose"]) == 0  # finished: resumes, no training
-    assert "resuming" in capsys.readouterr().out
-    assert ablation.main(argv[:-1] + [str(tmp_path / "x"), "--epochs", "0"]) == 2
-    assert capsys.readouterr().err.startswith("error: --epochs must be an integer of at least 1")

@@ -215,32 +215,49 @@ def _kill_at(monkeypatch, point, when):
     return fired
 
 
+# The kill points in turn on one run of 3 epochs, each followed by the same
+# command, which resumes (and is killed at the next point): every point of
+# issue 15's list is reached, each resume is checked before the next kill,
+# and one run traces its training step four times instead of eight.
+# (point, which checkpoint save of that command, the history rows and the
+# checkpoint's epoch that the folder must hold after the kill)
+KILLS = [
+    ("before_checkpoint", 1, [1], 0),  # issue 15: epoch 1 twice, metrics.json 3 of 2
+    ("before_checkpoint", 2, [1, 2], 1),  # one process: epoch 1 saved, epoch 2 not
+    ("after_checkpoint", 1, [1, 2], 2),
+    ("after_model_saved", 1, [1, 2, 3], 3),
+]
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("point, when", [
-    ("before_checkpoint", 1),  # issue 15: epoch 1 twice, metrics.json says 3 of 2
-    ("before_checkpoint", 2),
-    ("after_checkpoint", 1),
-    ("after_model_saved", 1),
-])
-def test_a_run_killed_at_an_epoch_end_resumes_with_every_epoch_once(
-        tmp_path, capsys, monkeypatch, point, when):
-    epochs = 2
+def test_a_run_killed_at_each_epoch_end_point_resumes_with_every_epoch_once(
+        tmp_path, capsys, monkeypatch):
+    epochs = 3
     run = tmp_path / "run"
     args = TINY + ["--epochs", str(epochs), "--seed", "3", "--output", run]
-    with monkeypatch.context() as patch:
-        fired = _kill_at(patch, point, when)
-        with pytest.raises(Killed):
-            run_script(TRAIN, args)
-    assert fired == [point]
-    capsys.readouterr()
+    previous = "a fresh start"
+    for point, when, rows, saved in KILLS:
+        killed = f"killed at {point} (save {when} of the command) after {previous}"
+        with monkeypatch.context() as patch:
+            fired = _kill_at(patch, point, when)
+            with pytest.raises(Killed):
+                run_script(TRAIN, args)
+        assert fired == [point], killed
+        err = capsys.readouterr().err
+        # What the previous kill left, the resume before this kill repaired:
+        # no epoch twice, none skipped.
+        assert history_epochs(run) == rows, (
+            f"{killed}: history.csv {(run / 'history.csv').read_text()}\n{err[-3000:]}")
+        assert checkpoint_epoch(run) == saved, killed
+        previous = f"a kill at {point} (save {when})"
     code, out, err = train(args, capsys)  # the same command resumes
     assert code == 0, err[-3000:]
     assert history_epochs(run) == list(range(1, epochs + 1)), (
-        f"history.csv after the resume: {(run / 'history.csv').read_text()}")
+        f"history.csv after the last resume ({previous}): "
+        f"{(run / 'history.csv').read_text()}")
     assert checkpoint_epoch(run) == epochs
     metrics = json.loads((run / "metrics.json").read_text())
-    assert metrics["epochs"] == epochs
+    assert metrics["epochs"] == epochs, f"metrics.json after {previous}: {metrics}"
     assert (run / "model.keras").is_file()
     leftovers = [p.name for p in run.iterdir() if "tmp" in p.name or p.suffix == ".partial"]
     assert leftovers == [], f"temporary files left in the run folder: {leftovers}"
-

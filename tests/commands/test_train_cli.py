@@ -8,7 +8,6 @@ import signal
 import socket
 import subprocess
 import sys
-import textwrap
 import time
 
 import keras
@@ -24,6 +23,10 @@ PLOT = str(ROOT / "examples" / "plot_training.py")
 # A tiny run on the embedded digits: seconds on 2 cores.
 TINY = ["--batch-size", "32", "--steps-per-epoch", "6", "--image-size", "16",
         "--no-progress"]
+# The same with one step per epoch, where the number of steps does not
+# matter (the kill comes between epochs; two replicas meet in the first).
+TINY_STEP = ["--batch-size", "32", "--steps-per-epoch", "1", "--image-size", "16",
+             "--no-progress"]
 
 
 def env(**extra):
@@ -172,13 +175,19 @@ def test_plot_training_on_a_folder_without_a_run_is_one_line_and_exit_2(tmp_path
 
 
 @pytest.mark.slow
-def test_a_killed_run_resumes_where_it_stopped(tmp_path):
+def test_a_killed_run_resumes_where_it_stopped(tmp_path, capsys):
     """SIGKILL after the first checkpoint; the same command then finishes
-    the run, repeating at most the epoch that was interrupted."""
+    the run, repeating at most the epoch that was interrupted.
+
+    The killed run is a real process (a real SIGKILL leaves the folder as
+    it was at that instant); the resume reads only that folder, so it runs
+    in this process (`cli.main`, what examples/train.py calls), which saves
+    an interpreter start. One step per epoch: the kill comes between
+    epochs, whatever their length."""
     output = tmp_path / "run"
-    command = [sys.executable, TRAIN] + TINY + ["--epochs", "3", "--output", str(output)]
-    first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                             text=True, env=env())
+    argv = TINY_STEP + ["--epochs", "3", "--output", str(output)]
+    first = subprocess.Popen([sys.executable, TRAIN] + argv, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True, env=env())
     deadline = time.time() + 240
     while not (output / "checkpoints" / "checkpoint").exists():
         assert first.poll() is None, first.stdout.read()
@@ -186,47 +195,43 @@ def test_a_killed_run_resumes_where_it_stopped(tmp_path):
         time.sleep(0.05)
     first.send_signal(signal.SIGKILL)
     first.wait()
-    assert not (output / "model.keras").exists()
-    second = subprocess.run(command, capture_output=True, text=True, env=env(),
-                            timeout=300)
-    assert second.returncode == 0, second.stdout + second.stderr[-2000:]
-    resumed = [line for line in second.stdout.splitlines() if "resuming" in line]
-    assert resumed, second.stdout
+    first.stdout.close()
+    assert first.returncode == -signal.SIGKILL, "the run ended before the kill"
+    assert not (output / "model.keras").exists(), "the run ended before the kill"
+    capsys.readouterr()
+    assert cli.main(argv) == 0, capsys.readouterr().err[-2000:]
+    out = capsys.readouterr().out
+    resumed = [line for line in out.splitlines() if "resuming" in line]
+    assert resumed, out
     restored = int(resumed[0].rsplit(" ", 1)[-1])
     assert restored >= 1
-    ran = [int(line.split()[1].split("/")[0]) for line in second.stdout.splitlines()
+    ran = [int(line.split()[1].split("/")[0]) for line in out.splitlines()
            if line.startswith("epoch ")]
-    assert ran == list(range(restored + 1, 4))
+    assert ran == list(range(restored + 1, 4)), out
     assert [r["epoch"] for r in history.read(output / "history.csv")] == [1, 2, 3]
     assert (output / "model.keras").exists()
 
 
-TWO_DEVICES = textwrap.dedent("""
-    import json, sys, tensorflow as tf
-    cpu = tf.config.list_physical_devices("CPU")[0]
-    tf.config.set_logical_device_configuration(
-        cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    tf.distribute.MirroredStrategy = (lambda f: lambda *a, **k: f(["/cpu:0", "/cpu:1"]))(
-        tf.distribute.MirroredStrategy)
-    from keras_bam.commands import train as cli
-    out = sys.argv[1]
-    tiny = %r
-    assert cli.main(tiny + ["--strategy", "mirrored", "--batch-size", "31",
-                            "--output", out + "/odd", "--epochs", "1"]) == 2
-    assert cli.main(tiny + ["--strategy", "mirrored", "--output", out + "/ok",
-                            "--epochs", "1"]) == 0
-    config = json.load(open(out + "/ok/config.json"))
-    print("replicas", config["replicas"], "sync", config["sync_batch_norm"])
-""") % TINY
-
-
 @pytest.mark.slow
-def test_mirrored_on_two_logical_cpus(tmp_path):
-    result = subprocess.run([sys.executable, "-c", TWO_DEVICES, str(tmp_path)],
-                            capture_output=True, text=True, env=env(), timeout=300)
-    assert result.returncode == 0, result.stdout + result.stderr[-3000:]
-    assert "replicas 2 sync True" in result.stdout
-    assert "not divisible by the 2 replicas" in result.stderr
+def test_mirrored_on_two_logical_cpus(tmp_path, capsys, monkeypatch):
+    """--strategy mirrored on the two logical CPU devices that
+    tests/conftest.py makes: MirroredStrategy() is pointed at them, as it
+    would find two local GPUs. A batch the replicas cannot share is
+    refused; an even one trains two replicas with synchronized batch norm."""
+    import tensorflow as tf
+
+    mirrored = tf.distribute.MirroredStrategy
+    monkeypatch.setattr(tf.distribute, "MirroredStrategy",
+                        lambda *args, **kwargs: mirrored(["/cpu:0", "/cpu:1"]))
+    assert cli.main(TINY_STEP + ["--strategy", "mirrored", "--batch-size", "31",
+                                 "--output", str(tmp_path / "odd"), "--epochs", "1"]) == 2
+    assert "not divisible by the 2 replicas" in capsys.readouterr().err
+    assert cli.main(TINY_STEP + ["--strategy", "mirrored", "--output",
+                                 str(tmp_path / "ok"), "--epochs", "1"]) == 0, (
+        capsys.readouterr().err[-3000:])
+    config = json.loads((tmp_path / "ok" / "config.json").read_text())
+    assert (config["replicas"], config["sync_batch_norm"]) == (2, True), config
+    assert "2 replica(s)" in capsys.readouterr().out
 
 
 def free_ports(count):
@@ -237,6 +242,12 @@ def free_ports(count):
     for s in sockets:
         s.close()
     return ports
+
+
+# One step of 8 images at 8 x 8 pixels: one step already moves every
+# weight, so equal digests after it show that the workers stayed in sync.
+WORKER_RUN = ["--batch-size", "8", "--steps-per-epoch", "1", "--image-size", "8",
+              "--no-progress", "--epochs", "1", "--strategy", "multi_worker"]
 
 
 @pytest.mark.slow
@@ -250,8 +261,7 @@ def test_two_workers_end_with_identical_weights_and_only_the_chief_writes(tmp_pa
         tf_config = json.dumps({"cluster": {"worker": workers},
                                 "task": {"type": "worker", "index": index}})
         processes.append(subprocess.Popen(
-            [sys.executable, TRAIN] + TINY + ["--epochs", "1", "--strategy",
-                                              "multi_worker", "--output", str(output)],
+            [sys.executable, TRAIN] + WORKER_RUN + ["--output", str(output)],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
             env=env(TF_CONFIG=tf_config)))
     outputs = []
@@ -271,59 +281,96 @@ def test_two_workers_end_with_identical_weights_and_only_the_chief_writes(tmp_pa
     assert sorted(p.name for p in (output / "checkpoints").iterdir() if "ckpt-" in p.name)
 
 
-def test_mixed_float16_trains_with_loss_scaling_and_saves_float32(tmp_path):
-    output = tmp_path / "fp16"
-    assert cli.main(TINY + ["--epochs", "1", "--mixed-precision", "float16",
-                            "--output", str(output)]) == 0
-    assert keras.mixed_precision.global_policy().name == "float32"
+def test_a_tfds_dataset_trains_offline_and_mixed_float16_saves_float32(tmp_path):
+    """One run, two behaviours that do not depend on each other (the recipe
+    and class count come from the dataset, the precision from its flag), so
+    that the training step is traced once instead of twice:
+
+    - the real tensorflow-datasets path of examples/train.py (cifar100, its
+      recipe and 100 classes), fed by tfds.testing.mock_data;
+    - --mixed-precision float16 trains with loss scaling (finite losses),
+      leaves the global policy as it was and saves a float32 model.
+    """
+    import tensorflow_datasets as tfds
+
+    output = tmp_path / "cifar100"
+    with tfds.testing.mock_data(num_examples=32):
+        code = cli.main(["--dataset", "cifar100", "--batch-size", "16", "--epochs", "1",
+                         "--mixed-precision", "float16", "--no-progress",
+                         "--output", str(output)])
+    assert code == 0
     config = json.loads((output / "config.json").read_text())
-    assert config["dtype_policy"] == "mixed_float16"
+    # tfds
+    assert config["recipe"]["name"] == "cifar" and config["steps_per_epoch"] == 2, config
+    assert config["dataset"]["num_classes"] == 100, config["dataset"]
+    assert config["dataset"]["image_size"] == [32, 32], config["dataset"]
+    assert config["learning_rate"] == pytest.approx(0.1 * 16 / 128)
+    metrics = json.loads((output / "metrics.json").read_text())
+    assert 0 <= metrics["top1_error"] <= 1, metrics
+    # mixed float16
+    assert keras.mixed_precision.global_policy().name == "float32", (
+        "the command left its mixed policy behind")
+    assert config["dtype_policy"] == "mixed_float16", config["dtype_policy"]
     rows = history.read(output / "history.csv")
-    assert np.isfinite(rows[0]["loss"]) and np.isfinite(rows[0]["eval_loss"])
+    assert np.isfinite(rows[0]["loss"]) and np.isfinite(rows[0]["eval_loss"]), (
+        f"a loss that is not finite under float16: {rows}")
     model = keras.saving.load_model(output / "model.keras")
-    assert {layer.dtype_policy.name for layer in model._flatten_layers()} == {"float32"}
+    assert {layer.dtype_policy.name for layer in model._flatten_layers()} == {
+        "float32"}, "model.keras is not float32"
 
 
-def test_ablation_trains_each_variant_alike_and_tabulates(tmp_path):
+# The ablation command's own data (the digits at 8 x 8, 1 epoch), three
+# variants: the fewest that order baseline < one gate < BAM.
+ABLATION_ARGV = ["--variants", "baseline", "bam", "channel_only", "--epochs", "1",
+                 "--batch-size", "128", "--image-size", "8"]
+
+
+def test_ablation_trains_each_variant_alike_shows_a_line_each_and_tabulates(
+        tmp_path, capsys):
+    """`python examples/ablation.py` (its `main`) trains the variants alike
+    and shows one line per variant as it starts and ends, then the table;
+    no text filtering: the runs' per-epoch lines only with --verbose. One
+    ablation for the library's and the command's checks (they were two:
+    here and in tests/commands/test_commands.py)."""
+    from keras_bam.commands import ablation as command
     from keras_bam.training import ablation
 
-    rows = ablation.run_ablation(
-        tmp_path, ["baseline", "bam", "channel_only"],
-        epochs=1, batch_size=32, steps_per_epoch=3, image_size=16, progress=False)
+    argv = ABLATION_ARGV + ["--output", str(tmp_path)]
+    assert command.main(argv) == 0, capsys.readouterr().err[-3000:]
+    out = capsys.readouterr().out.splitlines()
+
+    # The runs: same data, seed and budget; only BAM differs.
+    rows = [ablation.AblationRow(**row)
+            for row in json.loads((tmp_path / "ablation.json").read_text())]
     by_name = {r.variant: r for r in rows}
+    assert list(by_name) == ["baseline", "bam", "channel_only"], "ablation.json"
     configs = {name: json.loads((tmp_path / name / "config.json").read_text())
                for name in by_name}
-    # Same data, seed and budget; only BAM differs.
     assert len({json.dumps({k: v for k, v in c["run"].items()
                             if k not in ("output", "bam", "bam_options")})
-                for c in configs.values()}) == 1
+                for c in configs.values()}) == 1, "the variants' runs differ beyond BAM"
     bam = keras.saving.load_model(tmp_path / "bam" / "model.keras")
     bam_params = sum(layer.count_params() for layer in bam._flatten_layers()
                      if type(layer).__name__ == "BAM")
     assert by_name["bam"].params - by_name["baseline"].params == bam_params
     assert by_name["baseline"].params < by_name["channel_only"].params < by_name["bam"].params
     table = ablation.format_table(rows)
-    assert table.count("\n") == 4 and "| channel_only |" in table
-    assert json.loads((tmp_path / "ablation.json").read_text())[1]["variant"] == "bam"
+    assert table.count("\n") == 4 and "| channel_only |" in table, table
 
-
-def test_train_on_a_tfds_dataset_offline_through_mock_data(tmp_path):
-    """The real tensorflow-datasets path of examples/train.py (cifar100, its
-    recipe and 100 classes), fed by tfds.testing.mock_data."""
-    import tensorflow_datasets as tfds
-
-    output = tmp_path / "cifar100"
-    with tfds.testing.mock_data(num_examples=32):
-        code = cli.main(["--dataset", "cifar100", "--batch-size", "16", "--epochs", "1",
-                         "--no-progress", "--output", str(output)])
-    assert code == 0
-    config = json.loads((output / "config.json").read_text())
-    assert config["recipe"]["name"] == "cifar" and config["steps_per_epoch"] == 2
-    assert config["dataset"]["num_classes"] == 100
-    assert config["dataset"]["image_size"] == [32, 32]
-    assert config["learning_rate"] == pytest.approx(0.1 * 16 / 128)
-    metrics = json.loads((output / "metrics.json").read_text())
-    assert 0 <= metrics["top1_error"] <= 1
+    # The console: a line as each variant starts and ends, then that table.
+    assert out[0] == "--- baseline: no BAM", out
+    assert out[1].startswith("baseline: top-1 error "), out
+    assert out[2].startswith("--- bam: ") and out[3].startswith("bam: top-1 error "), out
+    assert out[4].startswith("--- channel_only: "), out
+    assert out[5].startswith("channel_only: top-1 error "), out
+    assert out[6:] == table.splitlines(), "the printed table is not format_table's"
+    assert not [line for line in out if line.startswith("epoch ")], out
+    assert command.main(argv + ["--verbose"]) == 0  # finished: resumes, no training
+    assert "resuming" in capsys.readouterr().out, "--verbose hides the runs' lines"
+    assert command.main(ABLATION_ARGV + ["--output", str(tmp_path / "x"),
+                                         "--epochs", "0"]) == 2
+    assert capsys.readouterr().err.startswith(
+        "error: --epochs must be an integer of at least 1")
 
 
 @pytest.fixture(scope="module")
