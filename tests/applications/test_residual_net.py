@@ -21,6 +21,15 @@ from keras_bam.applications import (
 )
 
 
+def graph_only(constructor, *args, **kwargs):
+    """`constructor(*args, **kwargs)` with every weight created but never
+    given a value (`keras.StatelessScope(initialize_variables=False)` defers
+    that): for the tests that read the graph, names and shapes only, a third
+    of the build time. Reading a weight's value would raise, not pass."""
+    with keras.StatelessScope(initialize_variables=False):
+        return constructor(*args, **kwargs)
+
+
 def trainable_parameters(model):
     return sum(int(np.prod(w.shape)) for w in model.trainable_weights)
 
@@ -36,13 +45,13 @@ def trainable_parameters(model):
     ids=["imagenet50", "imagenet50_bam", "cifar100_50_bam", "imagenet18"],
 )
 def test_trainable_parameters_match_theirs(constructor, kwargs, expected):
-    assert trainable_parameters(constructor(**kwargs)) == expected
+    assert trainable_parameters(graph_only(constructor, **kwargs)) == expected
 
 
 def test_bam_hidden_width_is_exactly_c_over_16():
     """ResNet-18 (and -34) put BAM on 64 channels: hidden width 4, as in
     their code, where the layer's default minimum of 8 would differ."""
-    model = ResidualNet(18, "CIFAR", classes=10)
+    model = graph_only(ResidualNet, 18, "CIFAR", classes=10)
     bams = [layer for layer in model.layers if isinstance(layer, BAM)]
     assert [b.name for b in bams] == ["bam1", "bam2", "bam3"]
     widths = [tuple(b.channel_gate.fc_0.kernel.shape[2:]) for b in bams]
@@ -55,7 +64,7 @@ def test_structure_is_theirs():
     module ('.' -> '_'), and together they are exactly their network's; the
     stride of a downsampling block is on its 3x3 convolution; no convolution
     has a bias; batch norm has PyTorch's epsilon and momentum."""
-    model = ResidualNet50(attention=None)
+    model = graph_only(ResidualNet50, attention=None)
     names = {layer.name.replace("_", ".") for layer in model.layers
              if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense,
                                    keras.layers.BatchNormalization))}
@@ -80,8 +89,8 @@ def test_structure_is_theirs():
                                   "layer4_1_out": (5, 4, 512)})],
 )
 def test_feature_map_sizes(network_type, input_shape, shapes):
-    model = ResidualNet18(network_type=network_type, input_shape=input_shape,
-                          include_top=False)
+    model = graph_only(ResidualNet18, network_type=network_type,
+                       input_shape=input_shape, include_top=False)
     for name, shape in shapes.items():
         assert tuple(model.get_layer(name).output.shape[1:]) == shape
     assert model.output_shape[1:] == list(shapes.values())[-1]
@@ -91,7 +100,8 @@ def test_feature_map_sizes(network_type, input_shape, shapes):
                                             ("avg", (None, 512)),
                                             ("max", (None, 512))])
 def test_include_top_false(pooling, shape):
-    model = ResidualNet18(network_type="CIFAR", include_top=False, pooling=pooling)
+    model = graph_only(ResidualNet18, network_type="CIFAR", include_top=False,
+                       pooling=pooling)
     assert model.output_shape == shape
     assert not any(layer.name == "fc" for layer in model.layers)
 
@@ -115,14 +125,15 @@ def test_preprocessing_is_their_normalization(rng):
 
 
 def test_replace_classifier_shares_the_backbone():
-    model = ResidualNet18(network_type="CIFAR", classes=100)
+    model = graph_only(ResidualNet18, network_type="CIFAR", classes=100)
     new = replace_classifier(model, 7, classifier_activation="softmax")
     assert new.output_shape == (None, 7)
     assert new.get_layer("fc") is not model.get_layer("fc")
     assert new.get_layer("fc").activation is keras.activations.softmax
     assert new.get_layer("layer4_1_conv2") is model.get_layer("layer4_1_conv2")
     assert new.name == model.name
-    features = ResidualNet18(network_type="CIFAR", include_top=False, pooling="avg")
+    features = graph_only(ResidualNet18, network_type="CIFAR", include_top=False,
+                          pooling="avg")
     with pytest.raises(ValueError, match="is a GlobalAveragePooling2D.*include_top=True"):
         replace_classifier(features, 7)
 
@@ -134,7 +145,7 @@ def test_replace_classifier_shares_the_backbone():
      ({"classes": 0}, r"classes=0")],
 )
 def test_replace_classifier_errors(kwargs, match):
-    model = ResidualNet18(network_type="CIFAR", classes=10)
+    model = graph_only(ResidualNet18, network_type="CIFAR", classes=10)
     kwargs = {"classes": 3, **kwargs}
     with pytest.raises(ValueError, match=match):
         replace_classifier(model, **kwargs)

@@ -107,8 +107,20 @@ SCRIPT = pathlib.Path(__file__).parents[2] / "examples" / "visualize_attention.p
 
 
 def run_script(*args):
+    """The script in a fresh process: only for what a process shows (the
+    lines a real start-up prints)."""
     return subprocess.run([sys.executable, str(SCRIPT), *map(str, args)],
                           capture_output=True, text=True, timeout=600)
+
+
+def run_in_process(capsys, *args):
+    """The script run in this process, as `python SCRIPT args` would
+    (exit code, stdout, stderr): no TensorFlow start-up to pay again."""
+    from contract_helpers import run_script as run_path
+
+    code = run_path(SCRIPT, args)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
 
 
 @pytest.fixture(scope="module")
@@ -132,15 +144,15 @@ def test_figure_has_a_panel_per_image_and_bam(saved_model, tmp_path, rng):
     assert output.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_script_on_a_model_and_image_files(saved_model, tmp_path, rng):
+def test_script_on_a_model_and_image_files(saved_model, tmp_path, rng, capsys):
     image = tmp_path / "photo.png"
     image.write_bytes(tf.io.encode_png(
         rng.integers(0, 255, (40, 60, 3)).astype("uint8")).numpy())
     output = tmp_path / "attention.png"
-    result = run_script("--model", saved_model, "--image", image, image,
-                        "--output", output)
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert "2 image(s) x 2 BAM layer(s), 6 panels" in result.stdout
+    code, out, err = run_in_process(capsys, "--model", saved_model, "--image",
+                                    image, image, "--output", output)
+    assert code == 0, err[-2000:]
+    assert "2 image(s) x 2 BAM layer(s), 6 panels" in out
     assert output.stat().st_size > 0
 
 
@@ -154,10 +166,7 @@ def test_script_bad_paths(args, message, fresh_process, tmp_path, capsys):
         result = run_script(*args, "--output", tmp_path / "a.png")
         code, err = result.returncode, result.stderr
     else:
-        from contract_helpers import run_script as run_in_process
-
-        code = run_in_process(SCRIPT, [*args, "--output", tmp_path / "a.png"])
-        err = capsys.readouterr().err
+        code, _, err = run_in_process(capsys, *args, "--output", tmp_path / "a.png")
     assert code == 2
     lines = err.strip().splitlines()
     # One line: what is wrong, then (where it helps) what to give instead.
@@ -167,9 +176,27 @@ def test_script_bad_paths(args, message, fresh_process, tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_script_default_runs_offline(tmp_path):
+def test_script_default_runs_offline(tmp_path, capsys, monkeypatch):
+    """No --model, no --image: the default model trained on the embedded
+    digits and scikit-learn's two photographs, nothing downloaded.
+
+    On the first 64 digits, 1 epoch: one training step is the same path
+    as the full run's 22 per epoch (about 20 s of CPU fewer); how well the
+    default model learns is the export's default_export tests' concern.
+    In-process: what a fresh process adds (its start-up lines) is
+    test_script_bad_paths' fresh case."""
+    from keras_bam.data import images as image_sources
+
+    load_images = image_sources.load_images
+
+    def first_digits(source, *args, **kwargs):
+        assert source == "digits", source  # the default model's data
+        return load_images(source, *args, **{**kwargs, "limit": 64})
+
+    monkeypatch.setattr(image_sources, "load_images", first_digits)
     output = tmp_path / "attention.png"
-    result = run_script("--epochs", 1, "--output", output)
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert "2 image(s) x 2 BAM layer(s)" in result.stdout
-    assert "CC BY 2.0" in result.stdout
+    code, out, err = run_in_process(capsys, "--epochs", 1, "--output", output)
+    assert code == 0, err[-2000:]
+    assert "2 image(s) x 2 BAM layer(s)" in out
+    assert "CC BY 2.0" in out
+    assert output.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

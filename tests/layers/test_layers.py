@@ -112,7 +112,11 @@ def test_in_sequential_model_with_training(rng):
             keras.layers.Dense(4),
         ]
     )
-    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    # Eagerly: a step reaches BAM's weights or not whether or not it is
+    # traced into a tf.function (seconds of CPU); test_trains_with_xla
+    # runs a compiled step.
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  run_eagerly=True)
     before = [w.numpy().copy() for w in model.get_layer("bam").trainable_weights]
     model.fit(
         rng.normal(size=(8, 12, 10, 3)).astype("float32"),
@@ -343,9 +347,9 @@ def test_trains_with_xla(rng):
     assert all(not np.allclose(b, a) for b, a in zip(before, after))
     assert all(np.all(np.isfinite(w)) for w in model.get_weights())
     compiled = model.predict(x, verbose=0)  # jit_compile=True
-    model.compile(jit_compile=False)
-    np.testing.assert_allclose(model.predict(x, verbose=0), compiled,
-                               rtol=1e-4, atol=1e-5)
+    # The uncompiled model: the same layers called in inference mode.
+    uncompiled = keras.ops.convert_to_numpy(model(x, training=False))
+    np.testing.assert_allclose(uncompiled, compiled, rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
@@ -371,10 +375,13 @@ def test_mixed_precision(policy, scope, rng):
     got = keras.ops.convert_to_numpy(keras.ops.cast(y, "float32"))
     tol = 2e-2 if compute_dtype == "bfloat16" else 5e-3
     np.testing.assert_allclose(got, expected, rtol=tol, atol=tol * 4)
-    # One training step under the policy keeps everything finite.
+    # One training step under the policy keeps everything finite. Eagerly:
+    # the step's dtypes (and float16's loss scaling) are those of a traced
+    # one, without seconds of tracing per policy.
     keras.config.set_dtype_policy(policy if scope == "global" else "float32")
     model = _small_model(dtype=policy)
-    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  run_eagerly=True)
     model.fit(
         rng.normal(size=(8, 16, 16, 3)).astype("float32"),
         rng.integers(0, 4, size=8),

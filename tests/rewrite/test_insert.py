@@ -23,10 +23,35 @@ A = keras.applications
 MNV2_ANCHORS = ["block_2_add", "block_5_add", "block_12_add"]
 
 
-def small_mobilenet_v2(input_shape=(64, 64, 3), **kwargs):
+def small_mobilenet_v2(input_shape=(32, 32, 3), **kwargs):
+    """MobileNetV2 at its smallest (alpha 0.35, 32 x 32 pixels): the
+    bottlenecks are the same at any input size (test_placement), and the
+    rewrite is structural."""
     kwargs.setdefault("include_top", False)
     return A.MobileNetV2(weights=None, alpha=0.35, input_shape=input_shape,
                          **kwargs)
+
+
+@pytest.fixture(scope="module")
+def plain_mnv2():
+    """One small_mobilenet_v2() for the tests that only read it: insert_bam
+    (share_weights=False, the default) leaves it as it was, which
+    test_training_the_new_model_and_the_original checks."""
+    keras.utils.set_random_seed(1807)
+    return small_mobilenet_v2()
+
+
+@pytest.fixture(scope="module")
+def mnv2_with_bam(plain_mnv2):
+    """insert_bam(plain_mnv2), for the tests that only read it."""
+    keras.utils.set_random_seed(1807)  # whichever test asks first
+    return keras_bam.insert_bam(plain_mnv2)
+
+
+def infer(model, x):
+    """What predict() computes (inference mode), without tracing a
+    tf.function for it."""
+    return keras.ops.convert_to_numpy(model(x, training=False))
 
 
 def randomize(model, rng):
@@ -80,14 +105,13 @@ def test_matches_a_model_built_with_bam_by_hand(rng):
         if layer.weights:
             layer.set_weights(rewritten.get_layer(layer.name).get_weights())
     x = images(rng, (3, 32, 32, 3))
-    np.testing.assert_allclose(rewritten.predict(x, verbose=0),
-                               by_hand.predict(x, verbose=0), rtol=1e-6,
-                               atol=1e-6)
+    np.testing.assert_allclose(infer(rewritten, x), infer(by_hand, x),
+                               rtol=1e-6, atol=1e-6)
 
 
-def test_bam_follows_its_anchor_and_feeds_the_anchors_consumers():
-    model = small_mobilenet_v2()
-    new = keras_bam.insert_bam(model)
+def test_bam_follows_its_anchor_and_feeds_the_anchors_consumers(plain_mnv2,
+                                                                 mnv2_with_bam):
+    model, new = plain_mnv2, mnv2_with_bam
     assert [layer.name for layer in bam_layers(new)] == [
         f"{a}_bam" for a in MNV2_ANCHORS]
     for anchor in MNV2_ANCHORS:
@@ -127,8 +151,11 @@ def test_training_the_new_model_and_the_original(share_weights, rng):
                 for layer in model.layers} == nodes
     bam_before = [w.numpy().copy() for b in bam_layers(new)
                   for w in b.trainable_weights]
+    # Run eagerly: which variables a step updates does not depend on
+    # tracing it into a tf.function (seconds of CPU for this model).
     new.compile(optimizer=keras.optimizers.SGD(0.1),
-                loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+                loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                run_eagerly=True)
     history = new.fit(images(rng, (16, 32, 32, 3)), rng.integers(0, 3, 16),
                       batch_size=8, epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"][0])
@@ -139,39 +166,35 @@ def test_training_the_new_model_and_the_original(share_weights, rng):
     assert original_changed == share_weights
 
 
-def test_save_and_load_in_safe_mode(tmp_path, rng):
-    model = small_mobilenet_v2(input_shape=(32, 32, 3))
+def test_save_and_load_in_safe_mode(plain_mnv2, tmp_path, rng):
     # block_2_add has 8 channels: the official variant needs a floor there.
-    new = keras_bam.insert_bam(model, variant="official", min_hidden_channels=8)
+    new = keras_bam.insert_bam(plain_mnv2, variant="official", min_hidden_channels=8)
     randomize(new, rng)
     path = tmp_path / "bam_mobilenet_v2.keras"
     new.save(path)
     loaded = keras.saving.load_model(path)  # safe_mode=True by default
     x = images(rng, (2, 32, 32, 3))
-    np.testing.assert_array_equal(new.predict(x, verbose=0),
-                                  loaded.predict(x, verbose=0))
+    np.testing.assert_array_equal(infer(new, x), infer(loaded, x))
     assert [b.name for b in bam_layers(loaded)] == [f"{a}_bam" for a in MNV2_ANCHORS]
     assert all(b.variant == "official" for b in bam_layers(loaded))
     assert [b.min_hidden_channels for b in bam_layers(loaded)] == [8] * 3
 
 
-def test_official_variant_without_a_floor_refuses_a_too_narrow_map():
-    model = small_mobilenet_v2(input_shape=(32, 32, 3))
+def test_official_variant_without_a_floor_refuses_a_too_narrow_map(plain_mnv2):
     with pytest.raises(ValueError, match=r"'block_2_add_bam'.*8 channels.*"
                                          r"min_hidden_channels"):
-        keras_bam.insert_bam(model, variant="official")
+        keras_bam.insert_bam(plain_mnv2, variant="official")
 
 
-def test_new_name_keeps_single_input_and_output():
-    new = keras_bam.insert_bam(small_mobilenet_v2(input_shape=(32, 32, 3)),
-                               name="renamed")
+def test_new_name_keeps_single_input_and_output(plain_mnv2):
+    new = keras_bam.insert_bam(plain_mnv2, name="renamed")
     assert new.name == "renamed"
     assert tuple(new.output.shape) == (None, 1, 1, 1280)
     assert tuple(new.input.shape) == (None, 32, 32, 3)
 
 
 def test_nested_backbone(tmp_path, rng):
-    backbone = small_mobilenet_v2(input_shape=(32, 32, 3))
+    backbone = small_mobilenet_v2()
     inputs = keras.Input((32, 32, 3))
     x = keras.layers.Rescaling(1 / 127.5, offset=-1)(inputs)
     x = backbone(x)
@@ -185,21 +208,20 @@ def test_nested_backbone(tmp_path, rng):
     path = tmp_path / "nested.keras"
     new.save(path)
     x = images(rng, (2, 32, 32, 3))
-    np.testing.assert_array_equal(
-        new.predict(x, verbose=0),
-        keras.saving.load_model(path).predict(x, verbose=0))
+    np.testing.assert_array_equal(infer(new, x),
+                                  infer(keras.saving.load_model(path), x))
 
 
-def test_options_reach_every_bam():
-    new = keras_bam.insert_bam(small_mobilenet_v2(), variant="official",
+def test_options_reach_every_bam(plain_mnv2):
+    new = keras_bam.insert_bam(plain_mnv2, variant="official",
                                reduction_ratio=8, gate_activation="tanh")
     for bam in bam_layers(new):
         assert (bam.variant, bam.reduction_ratio, bam.gate_activation,
                 bam.combine) == ("official", 8, "tanh", "product")
 
 
-def test_explicit_after_and_name():
-    model = small_mobilenet_v2()
+def test_explicit_after_and_name(plain_mnv2):
+    model = plain_mnv2
     new = keras_bam.insert_bam(model, after="block_5_add", name="custom")
     assert new.name == "custom"
     assert [b.name for b in bam_layers(new)] == ["block_5_add_bam"]
@@ -210,13 +232,13 @@ def test_explicit_after_and_name():
 
 def test_mixed_precision_model(rng):
     keras.config.set_dtype_policy("mixed_float16")
-    model = small_mobilenet_v2(input_shape=(32, 32, 3))
+    model = small_mobilenet_v2()
     keras.config.set_dtype_policy("float32")  # BAM follows the model, not this
     new = keras_bam.insert_bam(model)
     for bam in bam_layers(new):
         assert bam.dtype_policy.name == "mixed_float16"
         assert bam.output.dtype == "float16"
-    assert np.all(np.isfinite(new.predict(images(rng, (2, 32, 32, 3)), verbose=0)))
+    assert np.all(np.isfinite(infer(new, images(rng, (2, 32, 32, 3)))))
 
 
 def test_channels_first_model():
@@ -245,8 +267,8 @@ def test_built_sequential_model_is_converted():
 # ---------------------------------------------------------------- refusals
 
 
-def test_second_insertion_is_refused():
-    new = keras_bam.insert_bam(small_mobilenet_v2())
+def test_second_insertion_is_refused(mnv2_with_bam):
+    new = mnv2_with_bam
     with pytest.raises(ValueError, match="already has BAM layers.*after="):
         keras_bam.insert_bam(new)
     with pytest.raises(ValueError, match="'block_2_add' is already followed by"):
@@ -256,11 +278,12 @@ def test_second_insertion_is_refused():
     assert len(bam_layers(again)) == 4
 
 
-def test_a_bam_model_keeps_its_backbones_bottlenecks_and_is_not_stacked():
+def test_a_bam_model_keeps_its_backbones_bottlenecks_and_is_not_stacked(
+        mnv2_with_bam):
     """find_bottlenecks looks through BAM: the places are the backbone's,
     each already served, so inserting BAM there again is refused, naming
     the BAM that serves it; and a BAM is never a place for a BAM."""
-    new = keras_bam.insert_bam(small_mobilenet_v2())
+    new = mnv2_with_bam
     assert keras_bam.find_bottlenecks(new) == MNV2_ANCHORS
     with pytest.raises(ValueError, match="'block_2_add' is already followed by "
                                          "the BAM layer 'block_2_add_bam'"):
@@ -270,8 +293,8 @@ def test_a_bam_model_keeps_its_backbones_bottlenecks_and_is_not_stacked():
         keras_bam.insert_bam(new, after=["block_9_add", "block_5_add_bam"])
 
 
-def test_unknown_name_lists_close_matches_and_candidates():
-    model = small_mobilenet_v2()
+def test_unknown_name_lists_close_matches_and_candidates(plain_mnv2):
+    model = plain_mnv2
     message = ("No layer named 'block_2_ad' in model .* Close matches: "
                "block_2_add.* Default bottlenecks .*: block_2_add, block_5_add, "
                "block_12_add")
@@ -280,7 +303,7 @@ def test_unknown_name_lists_close_matches_and_candidates():
 
 
 def test_layer_that_is_not_a_feature_map():
-    model = small_mobilenet_v2(input_shape=(32, 32, 3), include_top=True)
+    model = small_mobilenet_v2(include_top=True)
     with pytest.raises(ValueError, match="'predictions' outputs shape .*not a "
                                          "4-D feature map"):
         keras_bam.insert_bam(model, after="predictions")
@@ -320,9 +343,9 @@ def test_layer_called_twice():
         keras_bam.insert_bam(model, after="shared_relu")
 
 
-def test_empty_after():
+def test_empty_after(plain_mnv2):
     with pytest.raises(ValueError, match="non-empty list of layer names"):
-        keras_bam.insert_bam(small_mobilenet_v2(), after=[])
+        keras_bam.insert_bam(plain_mnv2, after=[])
 
 
 def test_model_without_bottleneck():
