@@ -25,8 +25,10 @@ TINY = ["--batch-size", "32", "--steps-per-epoch", "6", "--image-size", "16",
         "--no-progress"]
 # The same with one step per epoch, where the number of steps does not
 # matter (the kill comes between epochs; two replicas meet in the first).
-TINY_STEP = ["--batch-size", "32", "--steps-per-epoch", "1", "--image-size", "16",
-             "--no-progress"]
+# The tests that use it add `--init-from` conftest's tiny_start_model (one
+# BAM, 16x16 pixels in): what they check is the run's machinery, which does
+# not depend on the network, and a small one traces in half the time.
+TINY_STEP = ["--batch-size", "32", "--steps-per-epoch", "1", "--no-progress"]
 
 
 def env(**extra):
@@ -175,7 +177,7 @@ def test_plot_training_on_a_folder_without_a_run_is_one_line_and_exit_2(tmp_path
 
 
 @pytest.mark.slow
-def test_a_killed_run_resumes_where_it_stopped(tmp_path, capsys):
+def test_a_killed_run_resumes_where_it_stopped(tmp_path, capsys, tiny_start_model):
     """SIGKILL after the first checkpoint; the same command then finishes
     the run, repeating at most the epoch that was interrupted.
 
@@ -185,7 +187,8 @@ def test_a_killed_run_resumes_where_it_stopped(tmp_path, capsys):
     an interpreter start. One step per epoch: the kill comes between
     epochs, whatever their length."""
     output = tmp_path / "run"
-    argv = TINY_STEP + ["--epochs", "3", "--output", str(output)]
+    argv = TINY_STEP + ["--init-from", tiny_start_model, "--epochs", "3",
+                        "--output", str(output)]
     first = subprocess.Popen([sys.executable, TRAIN] + argv, stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, text=True, env=env())
     deadline = time.time() + 240
@@ -213,7 +216,7 @@ def test_a_killed_run_resumes_where_it_stopped(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_mirrored_on_two_logical_cpus(tmp_path, capsys, monkeypatch):
+def test_mirrored_on_two_logical_cpus(tmp_path, capsys, monkeypatch, tiny_start_model):
     """--strategy mirrored on the two logical CPU devices that
     tests/conftest.py makes: MirroredStrategy() is pointed at them, as it
     would find two local GPUs. A batch the replicas cannot share is
@@ -223,11 +226,13 @@ def test_mirrored_on_two_logical_cpus(tmp_path, capsys, monkeypatch):
     mirrored = tf.distribute.MirroredStrategy
     monkeypatch.setattr(tf.distribute, "MirroredStrategy",
                         lambda *args, **kwargs: mirrored(["/cpu:0", "/cpu:1"]))
-    assert cli.main(TINY_STEP + ["--strategy", "mirrored", "--batch-size", "31",
-                                 "--output", str(tmp_path / "odd"), "--epochs", "1"]) == 2
+    start = ["--init-from", tiny_start_model]
+    assert cli.main(TINY_STEP + start + ["--strategy", "mirrored", "--batch-size", "31",
+                                         "--output", str(tmp_path / "odd"),
+                                         "--epochs", "1"]) == 2
     assert "not divisible by the 2 replicas" in capsys.readouterr().err
-    assert cli.main(TINY_STEP + ["--strategy", "mirrored", "--output",
-                                 str(tmp_path / "ok"), "--epochs", "1"]) == 0, (
+    assert cli.main(TINY_STEP + start + ["--strategy", "mirrored", "--output",
+                                         str(tmp_path / "ok"), "--epochs", "1"]) == 0, (
         capsys.readouterr().err[-3000:])
     config = json.loads((tmp_path / "ok" / "config.json").read_text())
     assert (config["replicas"], config["sync_batch_norm"]) == (2, True), config
@@ -244,14 +249,16 @@ def free_ports(count):
     return ports
 
 
-# One step of 8 images at 8 x 8 pixels: one step already moves every
-# weight, so equal digests after it show that the workers stayed in sync.
-WORKER_RUN = ["--batch-size", "8", "--steps-per-epoch", "1", "--image-size", "8",
-              "--no-progress", "--epochs", "1", "--strategy", "multi_worker"]
+# One step of 8 images (of conftest's tiny_start_model, at its 16 x 16
+# pixels): one step already moves every weight, so equal digests after it
+# show that the workers stayed in sync.
+WORKER_RUN = ["--batch-size", "8", "--steps-per-epoch", "1", "--no-progress",
+              "--epochs", "1", "--strategy", "multi_worker"]
 
 
 @pytest.mark.slow
-def test_two_workers_end_with_identical_weights_and_only_the_chief_writes(tmp_path):
+def test_two_workers_end_with_identical_weights_and_only_the_chief_writes(
+        tmp_path, tiny_start_model):
     """MultiWorkerMirroredStrategy, two processes on 127.0.0.1: the custom
     loop works where Keras 3 model.fit does not (keras-team/keras#20585)."""
     workers = [f"127.0.0.1:{p}" for p in free_ports(2)]
@@ -261,7 +268,8 @@ def test_two_workers_end_with_identical_weights_and_only_the_chief_writes(tmp_pa
         tf_config = json.dumps({"cluster": {"worker": workers},
                                 "task": {"type": "worker", "index": index}})
         processes.append(subprocess.Popen(
-            [sys.executable, TRAIN] + WORKER_RUN + ["--output", str(output)],
+            [sys.executable, TRAIN] + WORKER_RUN + ["--init-from", tiny_start_model,
+                                                    "--output", str(output)],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
             env=env(TF_CONFIG=tf_config)))
     outputs = []
