@@ -3,6 +3,7 @@ may speak in flags, who may print."""
 
 import ast
 import pathlib
+import re
 
 import pytest
 
@@ -98,6 +99,22 @@ def test_scripts_are_thin():
                  and n.endswith(".main")}
         assert len(mains) == 1, (script, names)
         assert ours == mains | {n.removesuffix(".main") for n in mains}, (script, names)
+
+
+def test_scripts_start_alike():
+    """Every script mutes TensorFlow's start-up lines with the same code (it
+    must run before `import keras_bam`, so it cannot live in the package);
+    alike, the fresh-process run of export/to_tflite.py in
+    tests/export/test_export.py checks it for all of them."""
+    scripts = sorted((ROOT / "export").glob("*.py")) + sorted(
+        (ROOT / "examples").glob("*.py"))
+    starts = {}
+    for script in scripts:
+        text = script.read_text()
+        code = text[text.index("\nimport os\n"):]
+        starts.setdefault(re.sub(r"keras_bam\.commands\.\w+", "COMMAND", code),
+                          []).append(script.name)
+    assert len(scripts) == 7 and len(starts) == 1, list(starts.values())
 
 
 def test_the_commands_cover_every_script():

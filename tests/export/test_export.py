@@ -5,14 +5,13 @@ import json
 import os
 import pathlib
 import re
-import subprocess
-import sys
 import types
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from contract_helpers import run_script
 
 import keras_bam
 from keras_bam.atomic import write_atomically
@@ -362,7 +361,8 @@ TF_LOG_LINE = re.compile(
 
 
 @pytest.mark.slow
-def test_default_command_runs_offline_and_the_file_is_app_ready(default_export, tmp_path):
+def test_default_command_runs_offline_and_the_file_is_app_ready(default_export, tmp_path,
+                                                               capsys):
     """`python export/to_tflite.py` as the README gives it, in a fresh
     process, with only the output redirected (the `default_export` fixture,
     which every export test's default model comes from); then
@@ -408,19 +408,22 @@ def test_default_command_runs_offline_and_the_file_is_app_ready(default_export, 
     assert re.search(r"MediaPipe Tasks +top-1 accuracy 0\.9\d+, agrees with LiteRT",
                      result.stdout)
 
-    # examples/classify.py on three held-out digits, through MediaPipe.
+    # examples/classify.py on three held-out digits, through MediaPipe, run
+    # in this process (its start-up is the export script's, checked above:
+    # tests/test_layout.py::test_scripts_start_alike).
     from PIL import Image
 
     _, held_out = load_images("digits", (32, 32), 3)
     for i in range(3):
         Image.fromarray(held_out.images[i].astype("uint8")).save(tmp_path / f"{i}.png")
-    result = subprocess.run(
-        [sys.executable, "examples/classify.py", "--model", str(output), "--top-k", "2",
-         *(str(tmp_path / f"{i}.png") for i in range(3))],
-        cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert not TF_LOG_LINE.search(result.stdout + result.stderr), result.stdout
-    lines = result.stdout.strip().splitlines()
+    capsys.readouterr()
+    code = run_script(ROOT / "examples" / "classify.py",
+                      ["--model", output, "--top-k", "2",
+                       *(tmp_path / f"{i}.png" for i in range(3))])
+    printed = capsys.readouterr()
+    assert code == 0, printed.err[-2000:]
+    assert not TF_LOG_LINE.search(printed.out + printed.err), printed.out
+    lines = printed.out.strip().splitlines()
     assert len(lines) == 4 and "median" in lines[-1]
     for i, line in enumerate(lines[:3]):
         match = re.fullmatch(rf".*{i}\.png: (\d) (0\.\d+|1\.000), (\d) (0\.\d+) "
