@@ -4,6 +4,7 @@ import gc
 import json
 import os
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -142,19 +143,31 @@ def state():
             "gc_enabled": gc.isenabled()}
 import keras, keras_bam
 alone = state()
+readme = []  # the README's python blocks, in order, each in its own namespace
+for index, block in enumerate(json.load(sys.stdin)):
+    try:
+        exec(compile(block, f"README block {index + 1}", "exec"), {"__name__": "__main__"})
+        readme.append("ok")
+    except BaseException:
+        import traceback
+        readme.append(traceback.format_exc())
+        break
 import keras_bam.qat, keras_bam.commands.export
 inputs = keras.Input((32, 32, 3))
 x = keras_bam.BAM()(keras.layers.Conv2D(8, 3)(inputs))
 model = keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(x))
 size = len(keras_bam.export.to_tflite(model, "float32"))
-print(json.dumps({"alone": alone, "after_export": {**state(), "tflite_bytes": size}}))
+print(json.dumps({"alone": alone, "readme": readme,
+                  "after_export": {**state(), "tflite_bytes": size}}))
 """
 
 
 @pytest.fixture(scope="session")
 def fresh_import(tmp_path_factory):
     """What a fresh process is left with, measured once per test run:
-    {"alone": after `import keras_bam` alone, "after_export": after also
+    {"alone": after `import keras_bam` alone, "readme": "ok" for each of
+    the README's python blocks run then, in order, each in its own namespace
+    (a traceback for the first that fails), "after_export": after also
     importing keras_bam.qat and the export command and converting a BAM
     model to a float32 .tflite ("tflite_bytes")}, each {"modules": the
     optional heavy modules imported, "legacy_keras": TF_USE_LEGACY_KERAS,
@@ -164,9 +177,11 @@ def fresh_import(tmp_path_factory):
         result_path = folder / "result.json"
         if not result_path.exists():
             environ = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
+            blocks = re.findall(r"```python\n(.*?)```",
+                                (ROOT / "README.md").read_text(), flags=re.S)
             child = subprocess.run([sys.executable, "-c", _FRESH_IMPORT],
-                                   capture_output=True, text=True, cwd=folder,
-                                   env=environ)
+                                   input=json.dumps(blocks), capture_output=True,
+                                   text=True, cwd=folder, env=environ)
             assert child.returncode == 0, child.stderr[-2000:]
             result_path.write_text(child.stdout.strip().splitlines()[-1])
         return json.loads(result_path.read_text())
