@@ -9,8 +9,9 @@ import importlib
 
 # Importing Keras and TensorFlow creates a few hundred thousand objects, and
 # Python's collector, triggered by the allocations, walks them again and
-# again: about 2 s of the import on 2 cores (measured). Nothing they create
-# is garbage yet, so the collector is paused while the package loads.
+# again: 0.6 s of the import's CPU on 2 idle cores, 2 s on busy ones
+# (benchmarks/startup.py). Nothing they create is garbage yet, so the
+# collector is paused while the package loads.
 _was_collecting = gc.isenabled()
 gc.disable()
 try:

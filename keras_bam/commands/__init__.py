@@ -27,8 +27,9 @@ __all__ = []
 
 # A command's process ends sooner: Python's shutdown runs full garbage
 # collections over the few hundred thousand objects that TensorFlow and
-# Keras keep for the life of the process (about 4 s on 2 cores, measured);
-# frozen at exit, they are left to the operating system, and the process
-# ends in a fraction of a second. Exit handlers still run and files are still
-# closed; only the collector's last passes are skipped.
+# Keras keep for the life of the process (1.3 s on 2 idle cores, 4 s on
+# busy ones: benchmarks/startup.py); frozen at exit, they are left to the
+# operating system, and the process ends in a fraction of a second. Exit
+# handlers still run and files are still closed; only the collector's last
+# passes are skipped.
 atexit.register(gc.freeze)
