@@ -144,7 +144,8 @@ def state():
 import keras, keras_bam
 alone = state()
 readme = []  # the README's python blocks, in order, each in its own namespace
-for index, block in enumerate(json.load(sys.stdin)):
+blocks = json.load(sys.stdin)
+for index, block in enumerate(blocks):
     try:
         exec(compile(block, f"README block {index + 1}", "exec"), {"__name__": "__main__"})
         readme.append("ok")
@@ -157,7 +158,7 @@ inputs = keras.Input((32, 32, 3))
 x = keras_bam.BAM()(keras.layers.Conv2D(8, 3)(inputs))
 model = keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(x))
 size = len(keras_bam.export.to_tflite(model, "float32"))
-print(json.dumps({"alone": alone, "readme": readme,
+print(json.dumps({"alone": alone, "readme": readme, "readme_blocks": len(blocks),
                   "after_export": {**state(), "tflite_bytes": size}}))
 """
 
@@ -167,7 +168,8 @@ def fresh_import(tmp_path_factory):
     """What a fresh process is left with, measured once per test run:
     {"alone": after `import keras_bam` alone, "readme": "ok" for each of
     the README's python blocks run then, in order, each in its own namespace
-    (a traceback for the first that fails), "after_export": after also
+    (a traceback for the first that fails), "readme_blocks": how many
+    there are, "after_export": after also
     importing keras_bam.qat and the export command and converting a BAM
     model to a float32 .tflite ("tflite_bytes")}, each {"modules": the
     optional heavy modules imported, "legacy_keras": TF_USE_LEGACY_KERAS,

@@ -35,22 +35,16 @@ def test_package_never_uses_tf_keras():
     assert offenders == []
 
 
-def _readme_python_blocks():
-    text = (ROOT / "README.md").read_text()
-    return re.findall(r"```python\n(.*?)```", text, flags=re.S)
-
-
 @pytest.mark.slow
 def test_readme_examples_run_as_written(fresh_import):
     """Each python block, in order, in its own namespace, in a fresh
     interpreter right after its first `import keras_bam` (the `fresh_import`
     fixture; tests/test_docs.py runs them here and checks what they print)."""
-    blocks = _readme_python_blocks()
-    assert blocks, "README.md has no ```python block"
+    assert fresh_import["readme_blocks"], "README.md has no ```python block"
     ran = fresh_import["readme"]
     failed = [r for r in ran if r != "ok"]
     assert not failed, failed[0]
-    assert len(ran) == len(blocks)
+    assert len(ran) == fresh_import["readme_blocks"]
 
 
 # ------------------------------------------------------------ the sources
